@@ -1,0 +1,429 @@
+//! Catalog records and their vocabularies.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Checks a name used as a path segment in the lake and as a SQL identifier
+/// (unit ids, dataset names). Unicode letters are welcome (`民政`); separators are not.
+pub fn validate_ident(what: &'static str, name: &str) -> Result<()> {
+    let bad = |message: String| Err(Error::Invalid { what, message });
+    if name.is_empty() {
+        return bad("must not be empty".into());
+    }
+    if name.chars().count() > 64 {
+        return bad(format!("{name:?} is longer than 64 characters"));
+    }
+    if name.starts_with('_') {
+        return bad(format!(
+            "{name:?} must not start with '_' (reserved for system names)"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return bad(format!(
+            "{name:?} contains {c:?}; use letters (any script), digits, '_' or '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// A government unit (委办局) that owns source systems and datasets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unit {
+    /// Short identifier used in table names and lake paths, e.g. `minzheng`.
+    pub id: String,
+    /// Display name, e.g. `区民政局`.
+    pub name: String,
+    pub parent_id: Option<String>,
+    pub description: String,
+    pub contact: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Fields for creating or updating a unit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NewUnit {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub contact: String,
+}
+
+/// A unit's source system (a database, a spreadsheet drop, an API …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct System {
+    pub unit_id: String,
+    pub id: String,
+    pub name: String,
+    /// `file`, `database`, `api`, `bus`.
+    pub kind: String,
+    pub description: String,
+}
+
+/// How often a dataset is expected to change; the basis for timeliness checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateFrequency {
+    Realtime,
+    Hourly,
+    Daily,
+    Weekly,
+    Monthly,
+    Quarterly,
+    Yearly,
+    #[default]
+    Irregular,
+}
+
+impl UpdateFrequency {
+    pub const ALL: [UpdateFrequency; 8] = [
+        Self::Realtime,
+        Self::Hourly,
+        Self::Daily,
+        Self::Weekly,
+        Self::Monthly,
+        Self::Quarterly,
+        Self::Yearly,
+        Self::Irregular,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Realtime => "realtime",
+            Self::Hourly => "hourly",
+            Self::Daily => "daily",
+            Self::Weekly => "weekly",
+            Self::Monthly => "monthly",
+            Self::Quarterly => "quarterly",
+            Self::Yearly => "yearly",
+            Self::Irregular => "irregular",
+        }
+    }
+
+    /// The Chinese label used in government catalogs.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::Realtime => "实时",
+            Self::Hourly => "每小时",
+            Self::Daily => "每日",
+            Self::Weekly => "每周",
+            Self::Monthly => "每月",
+            Self::Quarterly => "每季度",
+            Self::Yearly => "每年",
+            Self::Irregular => "不定期",
+        }
+    }
+}
+
+impl fmt::Display for UpdateFrequency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for UpdateFrequency {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s || v.label_zh() == s)
+            .ok_or_else(|| Error::Invalid {
+                what: "update frequency",
+                message: format!(
+                    "{s:?}; expected one of {}",
+                    Self::ALL.map(|v| v.as_str()).join(", ")
+                ),
+            })
+    }
+}
+
+/// Open-data tier of a dataset (开放属性).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenTier {
+    /// 无条件开放: public to everyone.
+    Open,
+    /// 有条件开放: public on application.
+    Conditional,
+    /// 非开放: never published.
+    #[default]
+    Closed,
+}
+
+impl OpenTier {
+    pub const ALL: [OpenTier; 3] = [Self::Open, Self::Conditional, Self::Closed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Conditional => "conditional",
+            Self::Closed => "closed",
+        }
+    }
+
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::Open => "无条件开放",
+            Self::Conditional => "有条件开放",
+            Self::Closed => "非开放",
+        }
+    }
+}
+
+impl fmt::Display for OpenTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OpenTier {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s || v.label_zh() == s)
+            .ok_or_else(|| Error::Invalid {
+                what: "open tier",
+                message: format!("{s:?}; expected open, conditional or closed"),
+            })
+    }
+}
+
+/// Sensitivity level 1 (public) to 4 (most sensitive).
+pub const SENSITIVITY_LEVELS: std::ops::RangeInclusive<i64> = 1..=4;
+
+/// A dataset: one table in the lake, owned by a unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dataset {
+    pub id: i64,
+    /// Lake layer: raw, std, base, theme, topic, open, quarantine.
+    pub layer: String,
+    pub unit_id: String,
+    /// Identifier in SQL and in the lake path.
+    pub name: String,
+    /// Display name, usually Chinese.
+    pub title: String,
+    pub description: String,
+    pub system_id: Option<String>,
+    /// Table location relative to the lake root, e.g. `raw/minzheng/villages`.
+    pub location: String,
+    pub update_frequency: UpdateFrequency,
+    pub sensitivity: i64,
+    pub open_tier: OpenTier,
+    /// Rows in the table as of the last recorded run.
+    pub row_count: i64,
+    /// Delta table version as of the last recorded run.
+    pub table_version: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Dataset {
+    /// `layer.unit.name`, the name SQL sees.
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}.{}", self.layer, self.unit_id, self.name)
+    }
+}
+
+/// Fields for registering a dataset (or updating its description).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetSpec {
+    pub layer: String,
+    pub unit_id: String,
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub system_id: Option<String>,
+    pub location: String,
+    pub update_frequency: UpdateFrequency,
+    pub sensitivity: i64,
+    pub open_tier: OpenTier,
+}
+
+/// One column of a dataset's schema, with its business description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Field {
+    pub position: i64,
+    pub name: String,
+    /// Arrow type as text (`Utf8`, `Int64`, `Timestamp(µs)` …).
+    pub data_type: String,
+    pub nullable: bool,
+    /// Business label, e.g. `行政区划代码`.
+    pub title: String,
+    pub description: String,
+    /// Comma-separated observations from ingestion, e.g. `all_empty`.
+    pub flags: String,
+}
+
+/// Where a collection run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "running" => Ok(Self::Running),
+            "succeeded" => Ok(Self::Succeeded),
+            "failed" => Ok(Self::Failed),
+            other => Err(Error::Corrupt(format!("run status {other:?}"))),
+        }
+    }
+}
+
+/// A collection run as recorded in the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: i64,
+    pub batch_id: String,
+    pub dataset_id: i64,
+    pub source: String,
+    pub mode: String,
+    pub status: RunStatus,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub counts: RunCounts,
+    pub table_version: Option<i64>,
+    pub error: Option<String>,
+    /// Per-file details (encoding, delimiter, skipped lines, flags …) as JSON.
+    pub details: serde_json::Value,
+}
+
+/// Row accounting of a run: `rows_read == rows_loaded + rows_quarantined`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    pub rows_read: i64,
+    pub rows_loaded: i64,
+    pub rows_quarantined: i64,
+    /// Loaded rows that were shorter than the header and padded with NULL.
+    pub rows_padded: i64,
+    /// Loaded rows that carry any flag (padded, impossible dates …).
+    pub rows_flagged: i64,
+    /// Non-data lines skipped (preamble, footer), kept in the run details.
+    pub lines_skipped: i64,
+    pub bytes_read: i64,
+}
+
+impl RunCounts {
+    /// True when every row read is either loaded or quarantined.
+    pub fn balanced(&self) -> bool {
+        self.rows_read == self.rows_loaded + self.rows_quarantined
+    }
+}
+
+/// What a run is about to do.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub batch_id: String,
+    pub dataset_id: i64,
+    pub source: String,
+    pub mode: String,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    pub counts: RunCounts,
+    pub table_version: Option<i64>,
+    pub error: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// A value and how often it occurs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopValue {
+    pub value: Option<String>,
+    pub count: i64,
+}
+
+/// Statistics of one column, computed after a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnProfile {
+    pub position: i64,
+    pub column_name: String,
+    pub data_type: String,
+    pub row_count: i64,
+    pub null_count: i64,
+    /// Approximate (HyperLogLog) count of distinct non-null values.
+    pub distinct_count: i64,
+    pub min_value: Option<String>,
+    pub max_value: Option<String>,
+    pub top_values: Vec<TopValue>,
+}
+
+impl ColumnProfile {
+    /// Share of rows that are NULL, 0.0–1.0.
+    pub fn null_rate(&self) -> f64 {
+        if self.row_count == 0 {
+            0.0
+        } else {
+            self.null_count as f64 / self.row_count as f64
+        }
+    }
+}
+
+/// Selects datasets.
+#[derive(Debug, Clone, Default)]
+pub struct DatasetFilter {
+    pub unit_id: Option<String>,
+    pub layer: Option<String>,
+    /// Substring match on name, title and description.
+    pub search: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers() {
+        assert!(validate_ident("unit", "minzheng").is_ok());
+        assert!(validate_ident("unit", "民政").is_ok());
+        assert!(validate_ident("unit", "nyc-311_2011").is_ok());
+        for bad in ["", "a/b", "a.b", "a b", "_batch", "x\"y"] {
+            assert!(validate_ident("unit", bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn vocabularies_round_trip() {
+        for f in UpdateFrequency::ALL {
+            assert_eq!(f.as_str().parse::<UpdateFrequency>().ok(), Some(f));
+            assert_eq!(f.label_zh().parse::<UpdateFrequency>().ok(), Some(f));
+        }
+        assert_eq!(
+            "有条件开放".parse::<OpenTier>().ok(),
+            Some(OpenTier::Conditional)
+        );
+        assert!("sometimes".parse::<OpenTier>().is_err());
+    }
+}

@@ -1,0 +1,628 @@
+//! The catalog store over sqlx's `Any` driver.
+
+use std::str::FromStr;
+use std::sync::Once;
+
+use chrono::Utc;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::model::*;
+use crate::{Error, Result, format_ts};
+
+static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static MIGRATE_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Which database holds the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from a connection URL.
+    pub fn from_url(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(Error::UnsupportedUrl { url: redact(url) })
+        }
+    }
+}
+
+/// Hides a password in a connection URL before it goes into a message.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Handle to the catalog database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const DATASET_COLUMNS: &str = "id, layer, unit_id, name, title, description, system_id, location, \
+     update_frequency, sensitivity, open_tier, row_count, table_version, created_at, updated_at";
+
+const RUN_COLUMNS: &str = "id, batch_id, dataset_id, source, mode, status, started_at, finished_at, \
+     rows_read, rows_loaded, rows_quarantined, rows_padded, rows_flagged, lines_skipped, bytes_read, \
+     table_version, error, details";
+
+impl Catalog {
+    /// Connects to the catalog at `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite
+    /// file if it does not exist, and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+        let backend = Backend::from_url(url)?;
+        let url = match backend {
+            Backend::Sqlite if !url.contains('?') && !url.contains(":memory:") => {
+                format!("{url}?mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        let options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool = options.connect(&url).await?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers (the console) run while a collection writes.
+            pool.execute("PRAGMA journal_mode = WAL").await?;
+        }
+        match backend {
+            Backend::Sqlite => MIGRATE_SQLITE.run(&pool).await?,
+            Backend::Postgres => MIGRATE_POSTGRES.run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes all connections; pending work finishes first.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---------------------------------------------------------------- units
+
+    /// Creates a unit or updates its name and description.
+    pub async fn upsert_unit(&self, unit: &NewUnit) -> Result<Unit> {
+        validate_ident("unit id", &unit.id)?;
+        if unit.name.trim().is_empty() {
+            return Err(Error::Invalid {
+                what: "unit name",
+                message: format!("unit {:?} needs a display name", unit.id),
+            });
+        }
+        let now = format_ts(Utc::now());
+        sqlx::query(
+            "INSERT INTO units (id, name, parent_id, description, contact, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, parent_id = excluded.parent_id,
+                 description = excluded.description, contact = excluded.contact,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(&unit.id)
+        .bind(&unit.name)
+        .bind(&unit.parent_id)
+        .bind(&unit.description)
+        .bind(&unit.contact)
+        .bind(&now)
+        .execute(&self.pool)
+        .await?;
+        self.unit(&unit.id).await?.ok_or_else(|| Error::NotFound {
+            kind: "unit",
+            name: unit.id.clone(),
+        })
+    }
+
+    pub async fn unit(&self, id: &str) -> Result<Option<Unit>> {
+        let row = sqlx::query(
+            "SELECT id, name, parent_id, description, contact, created_at, updated_at
+             FROM units WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| unit_from_row(&r)).transpose()
+    }
+
+    pub async fn units(&self) -> Result<Vec<Unit>> {
+        let rows = sqlx::query(
+            "SELECT id, name, parent_id, description, contact, created_at, updated_at
+             FROM units ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(unit_from_row).collect()
+    }
+
+    // -------------------------------------------------------------- systems
+
+    pub async fn upsert_system(&self, system: &System) -> Result<()> {
+        validate_ident("system id", &system.id)?;
+        self.require_unit(&system.unit_id).await?;
+        let now = format_ts(Utc::now());
+        sqlx::query(
+            "INSERT INTO systems (unit_id, id, name, kind, description, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)
+             ON CONFLICT (unit_id, id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
+                 description = excluded.description, updated_at = excluded.updated_at",
+        )
+        .bind(&system.unit_id)
+        .bind(&system.id)
+        .bind(&system.name)
+        .bind(&system.kind)
+        .bind(&system.description)
+        .bind(&now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn systems(&self, unit_id: Option<&str>) -> Result<Vec<System>> {
+        let rows = sqlx::query(
+            "SELECT unit_id, id, name, kind, description FROM systems
+             WHERE ($1 IS NULL OR unit_id = $1) ORDER BY unit_id, id",
+        )
+        .bind(unit_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(System {
+                    unit_id: r.try_get("unit_id")?,
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    kind: r.try_get("kind")?,
+                    description: r.try_get("description")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn require_unit(&self, id: &str) -> Result<Unit> {
+        self.unit(id).await?.ok_or_else(|| Error::NotFound {
+            kind: "unit",
+            name: id.to_string(),
+        })
+    }
+
+    // ------------------------------------------------------------- datasets
+
+    /// Registers a dataset, or updates its descriptive fields if it exists. Returns the record.
+    pub async fn upsert_dataset(&self, spec: &DatasetSpec) -> Result<Dataset> {
+        validate_ident("dataset name", &spec.name)?;
+        validate_ident("layer", &spec.layer)?;
+        self.require_unit(&spec.unit_id).await?;
+        if !SENSITIVITY_LEVELS.contains(&spec.sensitivity) {
+            return Err(Error::Invalid {
+                what: "sensitivity",
+                message: format!(
+                    "{} for dataset {:?}; expected a level from 1 (public) to 4",
+                    spec.sensitivity, spec.name
+                ),
+            });
+        }
+        let title = if spec.title.trim().is_empty() {
+            &spec.name
+        } else {
+            &spec.title
+        };
+        let now = format_ts(Utc::now());
+        sqlx::query(
+            "INSERT INTO datasets (layer, unit_id, name, title, description, system_id, location,
+                 update_frequency, sensitivity, open_tier, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+             ON CONFLICT (layer, unit_id, name) DO UPDATE SET title = excluded.title,
+                 description = excluded.description, system_id = excluded.system_id,
+                 location = excluded.location, update_frequency = excluded.update_frequency,
+                 sensitivity = excluded.sensitivity, open_tier = excluded.open_tier,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(&spec.layer)
+        .bind(&spec.unit_id)
+        .bind(&spec.name)
+        .bind(title)
+        .bind(&spec.description)
+        .bind(&spec.system_id)
+        .bind(&spec.location)
+        .bind(spec.update_frequency.as_str())
+        .bind(spec.sensitivity)
+        .bind(spec.open_tier.as_str())
+        .bind(&now)
+        .execute(&self.pool)
+        .await?;
+        self.dataset(&spec.layer, &spec.unit_id, &spec.name)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                kind: "dataset",
+                name: spec.name.clone(),
+            })
+    }
+
+    /// Looks a dataset up by `layer`, unit and name.
+    pub async fn dataset(&self, layer: &str, unit_id: &str, name: &str) -> Result<Option<Dataset>> {
+        let sql = format!(
+            "SELECT {DATASET_COLUMNS} FROM datasets WHERE layer = $1 AND unit_id = $2 AND name = $3"
+        );
+        let row = sqlx::query(&sql)
+            .bind(layer)
+            .bind(unit_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| dataset_from_row(&r)).transpose()
+    }
+
+    pub async fn dataset_by_id(&self, id: i64) -> Result<Option<Dataset>> {
+        let sql = format!("SELECT {DATASET_COLUMNS} FROM datasets WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| dataset_from_row(&r)).transpose()
+    }
+
+    /// Lists datasets, newest names first within a unit, filtered and paged.
+    pub async fn datasets(&self, filter: &DatasetFilter) -> Result<Vec<Dataset>> {
+        let pattern = filter
+            .search
+            .as_deref()
+            .map(|s| format!("%{}%", s.to_lowercase()));
+        let sql = format!(
+            "SELECT {DATASET_COLUMNS} FROM datasets
+             WHERE ($1 IS NULL OR unit_id = $1) AND ($2 IS NULL OR layer = $2)
+               AND ($3 IS NULL OR LOWER(name) LIKE $3 OR LOWER(title) LIKE $3
+                    OR LOWER(description) LIKE $3)
+             ORDER BY layer, unit_id, name
+             LIMIT $4 OFFSET $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(filter.unit_id.as_deref())
+            .bind(filter.layer.as_deref())
+            .bind(pattern)
+            .bind(filter.limit.unwrap_or(i64::MAX))
+            .bind(filter.offset.unwrap_or(0))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(dataset_from_row).collect()
+    }
+
+    /// Replaces a dataset's field list with the table's current schema, keeping the business
+    /// titles and descriptions already recorded for fields that still exist.
+    pub async fn set_fields(&self, dataset_id: i64, fields: &[Field]) -> Result<()> {
+        let existing = self.fields(dataset_id).await?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM dataset_fields WHERE dataset_id = $1")
+            .bind(dataset_id)
+            .execute(&mut *tx)
+            .await?;
+        for f in fields {
+            let old = existing.iter().find(|o| o.name == f.name);
+            let keep = |new: &str, old: Option<&str>| -> String {
+                if new.is_empty() {
+                    old.unwrap_or_default().to_string()
+                } else {
+                    new.to_string()
+                }
+            };
+            sqlx::query(
+                "INSERT INTO dataset_fields
+                     (dataset_id, position, name, data_type, nullable, title, description, flags)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(dataset_id)
+            .bind(f.position)
+            .bind(&f.name)
+            .bind(&f.data_type)
+            .bind(i64::from(f.nullable))
+            .bind(keep(&f.title, old.map(|o| o.title.as_str())))
+            .bind(keep(&f.description, old.map(|o| o.description.as_str())))
+            .bind(&f.flags)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets the business title and description of one field.
+    pub async fn describe_field(
+        &self,
+        dataset_id: i64,
+        name: &str,
+        title: &str,
+        description: &str,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE dataset_fields SET title = $3, description = $4
+             WHERE dataset_id = $1 AND name = $2",
+        )
+        .bind(dataset_id)
+        .bind(name)
+        .bind(title)
+        .bind(description)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound {
+                kind: "field",
+                name: name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn fields(&self, dataset_id: i64) -> Result<Vec<Field>> {
+        let rows = sqlx::query(
+            "SELECT position, name, data_type, nullable, title, description, flags
+             FROM dataset_fields WHERE dataset_id = $1 ORDER BY position",
+        )
+        .bind(dataset_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Field {
+                    position: r.try_get("position")?,
+                    name: r.try_get("name")?,
+                    data_type: r.try_get("data_type")?,
+                    nullable: r.try_get::<i64, _>("nullable")? != 0,
+                    title: r.try_get("title")?,
+                    description: r.try_get("description")?,
+                    flags: r.try_get("flags")?,
+                })
+            })
+            .collect()
+    }
+
+    // ----------------------------------------------------------------- runs
+
+    /// Records the start of a run and returns its id.
+    pub async fn begin_run(&self, run: &NewRun) -> Result<i64> {
+        let now = format_ts(Utc::now());
+        let row = sqlx::query(
+            "INSERT INTO runs (batch_id, dataset_id, source, mode, status, started_at)
+             VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
+        )
+        .bind(&run.batch_id)
+        .bind(run.dataset_id)
+        .bind(&run.source)
+        .bind(&run.mode)
+        .bind(&now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Records how a run ended; on success also the dataset's row count and table version.
+    pub async fn finish_run(
+        &self,
+        run_id: i64,
+        outcome: &RunOutcome,
+        row_count: Option<i64>,
+    ) -> Result<()> {
+        let now = format_ts(Utc::now());
+        let details = serde_json::to_string(&outcome.details)?;
+        let c = &outcome.counts;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE runs SET status = $2, finished_at = $3, rows_read = $4, rows_loaded = $5,
+                 rows_quarantined = $6, rows_padded = $7, rows_flagged = $8, lines_skipped = $9,
+                 bytes_read = $10, table_version = $11, error = $12, details = $13
+             WHERE id = $1 RETURNING dataset_id",
+        )
+        .bind(run_id)
+        .bind(outcome.status.as_str())
+        .bind(&now)
+        .bind(c.rows_read)
+        .bind(c.rows_loaded)
+        .bind(c.rows_quarantined)
+        .bind(c.rows_padded)
+        .bind(c.rows_flagged)
+        .bind(c.lines_skipped)
+        .bind(c.bytes_read)
+        .bind(outcome.table_version)
+        .bind(&outcome.error)
+        .bind(&details)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            kind: "run",
+            name: run_id.to_string(),
+        })?;
+        let dataset_id: i64 = row.try_get(0)?;
+        if let Some(rows) = row_count {
+            sqlx::query(
+                "UPDATE datasets SET row_count = $2, table_version = $3, updated_at = $4 WHERE id = $1",
+            )
+            .bind(dataset_id)
+            .bind(rows)
+            .bind(outcome.table_version)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn run(&self, run_id: i64) -> Result<Option<Run>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| run_from_row(&r)).transpose()
+    }
+
+    /// Runs, newest first; of one dataset if given.
+    pub async fn runs(&self, dataset_id: Option<i64>, limit: i64) -> Result<Vec<Run>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE ($1 IS NULL OR dataset_id = $1)
+             ORDER BY started_at DESC, id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(dataset_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    // ------------------------------------------------------------- profiles
+
+    pub async fn record_profiles(
+        &self,
+        run_id: i64,
+        dataset_id: i64,
+        profiles: &[ColumnProfile],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for p in profiles {
+            sqlx::query(
+                "INSERT INTO column_profiles (run_id, dataset_id, position, column_name, data_type,
+                     row_count, null_count, distinct_count, min_value, max_value, top_values)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(run_id)
+            .bind(dataset_id)
+            .bind(p.position)
+            .bind(&p.column_name)
+            .bind(&p.data_type)
+            .bind(p.row_count)
+            .bind(p.null_count)
+            .bind(p.distinct_count)
+            .bind(&p.min_value)
+            .bind(&p.max_value)
+            .bind(serde_json::to_string(&p.top_values)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Profiles recorded by one run.
+    pub async fn profiles(&self, run_id: i64) -> Result<Vec<ColumnProfile>> {
+        let rows = sqlx::query(
+            "SELECT position, column_name, data_type, row_count, null_count, distinct_count,
+                    min_value, max_value, top_values
+             FROM column_profiles WHERE run_id = $1 ORDER BY position",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let top: String = r.try_get("top_values")?;
+                Ok(ColumnProfile {
+                    position: r.try_get("position")?,
+                    column_name: r.try_get("column_name")?,
+                    data_type: r.try_get("data_type")?,
+                    row_count: r.try_get("row_count")?,
+                    null_count: r.try_get("null_count")?,
+                    distinct_count: r.try_get("distinct_count")?,
+                    min_value: r.try_get("min_value")?,
+                    max_value: r.try_get("max_value")?,
+                    top_values: serde_json::from_str(&top)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The profiles of a dataset's most recent profiled run, with that run's id.
+    pub async fn latest_profiles(
+        &self,
+        dataset_id: i64,
+    ) -> Result<Option<(i64, Vec<ColumnProfile>)>> {
+        let row = sqlx::query("SELECT MAX(run_id) FROM column_profiles WHERE dataset_id = $1")
+            .bind(dataset_id)
+            .fetch_one(&self.pool)
+            .await?;
+        match row.try_get::<Option<i64>, _>(0)? {
+            Some(run_id) => Ok(Some((run_id, self.profiles(run_id).await?))),
+            None => Ok(None),
+        }
+    }
+}
+
+fn unit_from_row(r: &AnyRow) -> Result<Unit> {
+    Ok(Unit {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        parent_id: r.try_get("parent_id")?,
+        description: r.try_get("description")?,
+        contact: r.try_get("contact")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn dataset_from_row(r: &AnyRow) -> Result<Dataset> {
+    Ok(Dataset {
+        id: r.try_get("id")?,
+        layer: r.try_get("layer")?,
+        unit_id: r.try_get("unit_id")?,
+        name: r.try_get("name")?,
+        title: r.try_get("title")?,
+        description: r.try_get("description")?,
+        system_id: r.try_get("system_id")?,
+        location: r.try_get("location")?,
+        update_frequency: UpdateFrequency::from_str(&r.try_get::<String, _>("update_frequency")?)?,
+        sensitivity: r.try_get("sensitivity")?,
+        open_tier: OpenTier::from_str(&r.try_get::<String, _>("open_tier")?)?,
+        row_count: r.try_get("row_count")?,
+        table_version: r.try_get("table_version")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn run_from_row(r: &AnyRow) -> Result<Run> {
+    let details: String = r.try_get("details")?;
+    Ok(Run {
+        id: r.try_get("id")?,
+        batch_id: r.try_get("batch_id")?,
+        dataset_id: r.try_get("dataset_id")?,
+        source: r.try_get("source")?,
+        mode: r.try_get("mode")?,
+        status: RunStatus::from_str(&r.try_get::<String, _>("status")?)?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        counts: RunCounts {
+            rows_read: r.try_get("rows_read")?,
+            rows_loaded: r.try_get("rows_loaded")?,
+            rows_quarantined: r.try_get("rows_quarantined")?,
+            rows_padded: r.try_get("rows_padded")?,
+            rows_flagged: r.try_get("rows_flagged")?,
+            lines_skipped: r.try_get("lines_skipped")?,
+            bytes_read: r.try_get("bytes_read")?,
+        },
+        table_version: r.try_get("table_version")?,
+        error: r.try_get("error")?,
+        details: serde_json::from_str(&details)?,
+    })
+}

@@ -1,0 +1,780 @@
+//! The collection run: files → typed record batches → one Delta commit, every row accounted for.
+//!
+//! ```text
+//!  file ─► reader (decode, split, header) ─► sample ─► infer ─► plan
+//!                                  │                             │
+//!                                  └──────── chunks ─► convert ──┼─► raw table sink ─┐
+//!                                                                └─► quarantine sink ─┤ commit
+//!  catalog: run begun ─────────────────────────────────────────────────► run finished ◄┘
+//! ```
+//!
+//! Reading and converting run on a blocking thread; Parquet encoding runs on the async runtime,
+//! fed through bounded channels, so memory stays bounded whatever the file size. Nothing is
+//! visible until the commits at the end: first the quarantine table (so rejected rows can never
+//! vanish), then the raw table.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use reservoir_catalog::{
+    Catalog, DatasetSpec, Field, NewRun, NewUnit, OpenTier, RunCounts, RunOutcome, RunStatus,
+    System, UpdateFrequency,
+};
+use reservoir_lake::{BatchSink, Lake, Layer, TableRef, WriteMode, meta};
+use serde::Serialize;
+use tokio::runtime::Handle;
+
+use crate::convert::{
+    ColumnPlan, Converter, Rejected, TypeOrigin, quarantine_batch, quarantine_schema,
+};
+use crate::csv::{CsvOptions, CsvReader};
+use crate::excel::{ExcelOptions, ExcelReader};
+use crate::infer::Inference;
+use crate::json::JsonReader;
+use crate::reader::{Chunk, FileReport, Format, RowReader};
+use crate::value::ColumnType;
+use crate::{Error, Result};
+
+/// A column's declared type and business description.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub ty: Option<ColumnType>,
+    pub title: String,
+    pub description: String,
+}
+
+/// Catalog facts to record with the dataset; `None` keeps what the catalog has.
+#[derive(Debug, Clone, Default)]
+pub struct DatasetInfo {
+    pub unit_name: Option<String>,
+    pub system: Option<String>,
+    pub system_name: Option<String>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub update_frequency: Option<UpdateFrequency>,
+    pub sensitivity: Option<i64>,
+    pub open_tier: Option<OpenTier>,
+}
+
+/// What to collect and how.
+#[derive(Debug, Clone)]
+pub struct CollectRequest {
+    pub unit: String,
+    pub dataset: String,
+    pub files: Vec<PathBuf>,
+    /// Names recorded in `_source_file` (defaults to the files' names).
+    pub source_names: Option<Vec<String>>,
+    pub mode: WriteMode,
+    pub format: Option<Format>,
+    pub csv: CsvOptions,
+    pub excel: ExcelOptions,
+    pub columns: Vec<ColumnSpec>,
+    pub info: DatasetInfo,
+    /// Rows sampled for type inference.
+    pub infer_rows: usize,
+    /// Rows per record batch.
+    pub batch_rows: usize,
+    /// How the run's source is described in the catalog.
+    pub source_label: String,
+    /// Profile the table after loading.
+    pub profile: bool,
+}
+
+impl Default for CollectRequest {
+    fn default() -> Self {
+        Self {
+            unit: String::new(),
+            dataset: String::new(),
+            files: Vec::new(),
+            source_names: None,
+            mode: WriteMode::Append,
+            format: None,
+            csv: CsvOptions::default(),
+            excel: ExcelOptions::default(),
+            columns: Vec::new(),
+            info: DatasetInfo::default(),
+            infer_rows: 10_000,
+            batch_rows: 32_768,
+            source_label: String::new(),
+            profile: true,
+        }
+    }
+}
+
+/// Receives progress of a run (a terminal progress bar, a log …).
+pub trait Progress: Send + Sync {
+    fn file_started(&self, _path: &Path, _bytes: u64) {}
+    /// `bytes_done` counts bytes of the current file; `rows` rows of the whole run.
+    fn advanced(&self, _bytes_done: u64, _rows: u64) {}
+    fn file_finished(&self) {}
+}
+
+/// Progress that goes nowhere.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// One output column as loaded.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnReport {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+    pub origin: TypeOrigin,
+    /// No loaded row has a value in this column.
+    pub all_empty: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The summary of a run, as printed and as recorded in the catalog.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: i64,
+    pub batch_id: String,
+    pub table: String,
+    pub status: RunStatus,
+    pub mode: String,
+    #[serde(flatten)]
+    pub counts: RunCounts,
+    pub table_version: Option<i64>,
+    /// Rows in the table after the run.
+    pub table_rows: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_table: Option<String>,
+    pub files: Vec<FileReport>,
+    pub columns: Vec<ColumnReport>,
+    /// The first rejected rows, for a quick look; all of them are in the quarantine table.
+    pub rejected_sample: Vec<Rejected>,
+    pub notes: Vec<String>,
+    pub elapsed_ms: u64,
+}
+
+const REJECTED_SAMPLE: usize = 20;
+const QUARANTINE_FLUSH: usize = 4096;
+
+/// Runs collections against one lake and catalog.
+#[derive(Clone)]
+pub struct Collector {
+    lake: Lake,
+    catalog: Catalog,
+}
+
+impl Collector {
+    pub fn new(lake: Lake, catalog: Catalog) -> Self {
+        Self { lake, catalog }
+    }
+
+    /// Collects the request's files into `raw.<unit>.<dataset>` and records the run.
+    ///
+    /// A run that fails is recorded as failed with its error, and nothing of it is visible in
+    /// the lake.
+    pub async fn collect(
+        &self,
+        req: CollectRequest,
+        progress: Arc<dyn Progress>,
+    ) -> Result<RunReport> {
+        let started = Instant::now();
+        if req.files.is_empty() {
+            return Err(Error::Invalid("no input files given".into()));
+        }
+        if req.batch_rows == 0 || req.infer_rows == 0 {
+            return Err(Error::Invalid(
+                "batch and inference sizes must be positive".into(),
+            ));
+        }
+        let mut notes = Vec::new();
+        self.register(&req, &mut notes).await?;
+        let table = TableRef::new(Layer::Raw, &req.unit, &req.dataset);
+        let dataset = self
+            .catalog
+            .dataset(Layer::Raw.as_str(), &req.unit, &req.dataset)
+            .await?
+            .ok_or_else(|| Error::Invalid(format!("dataset {table} vanished from the catalog")))?;
+
+        let batch_id = uuid::Uuid::now_v7().to_string();
+        let run_id = self
+            .catalog
+            .begin_run(&NewRun {
+                batch_id: batch_id.clone(),
+                dataset_id: dataset.id,
+                source: if req.source_label.is_empty() {
+                    describe_files(&req.files)
+                } else {
+                    req.source_label.clone()
+                },
+                mode: req.mode.to_string(),
+            })
+            .await?;
+
+        let existing = match req.mode {
+            WriteMode::Append => self.lake.arrow_schema(&table).await?,
+            WriteMode::Overwrite => None,
+        };
+        let loader = Loader {
+            lake: self.lake.clone(),
+            table: table.clone(),
+            req: req.clone(),
+            batch_id: batch_id.clone(),
+            ingested_at: Utc::now(),
+            existing,
+            progress,
+            handle: Handle::current(),
+        };
+        let loaded = tokio::task::spawn_blocking(move || loader.run())
+            .await
+            .map_err(|e| Error::Task(e.to_string()))
+            .and_then(|r| r);
+
+        let loaded = match loaded {
+            Ok(l) => l,
+            Err(e) => {
+                let outcome = RunOutcome {
+                    status: RunStatus::Failed,
+                    counts: RunCounts::default(),
+                    table_version: None,
+                    error: Some(e.to_string()),
+                    details: serde_json::json!({ "files": describe_files(&req.files) }),
+                };
+                if let Err(ce) = self.catalog.finish_run(run_id, &outcome, None).await {
+                    tracing::error!(run_id, error = %ce, "could not record the failed run");
+                }
+                return Err(e);
+            }
+        };
+
+        let delta = self.lake.open_existing(&table).await?;
+        let table_rows = reservoir_lake::row_count_of(&delta)?;
+        let columns: Vec<ColumnReport> = loaded
+            .plan
+            .iter()
+            .zip(&loaded.non_null)
+            .map(|(p, nn)| ColumnReport {
+                name: p.name.clone(),
+                ty: p.ty,
+                origin: p.origin,
+                all_empty: *nn == 0,
+                note: loaded.notes.get(&p.name).cloned(),
+            })
+            .collect();
+        let fields: Vec<Field> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let spec = req.columns.iter().find(|s| s.name == c.name);
+                Field {
+                    position: i as i64,
+                    name: c.name.clone(),
+                    data_type: c.ty.arrow().to_string(),
+                    nullable: true,
+                    title: spec.map(|s| s.title.clone()).unwrap_or_default(),
+                    description: spec.map(|s| s.description.clone()).unwrap_or_default(),
+                    flags: if c.all_empty {
+                        "all_empty".into()
+                    } else {
+                        String::new()
+                    },
+                }
+            })
+            .collect();
+        self.catalog.set_fields(dataset.id, &fields).await?;
+
+        let report = RunReport {
+            run_id,
+            batch_id,
+            table: table.to_string(),
+            status: RunStatus::Succeeded,
+            mode: req.mode.to_string(),
+            counts: loaded.counts,
+            table_version: Some(loaded.version),
+            table_rows,
+            quarantine_table: loaded
+                .quarantine_version
+                .map(|_| table.in_layer(Layer::Quarantine).to_string()),
+            files: loaded.files,
+            columns,
+            rejected_sample: loaded.rejected_sample,
+            notes,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        };
+        let outcome = RunOutcome {
+            status: RunStatus::Succeeded,
+            counts: report.counts,
+            table_version: report.table_version,
+            error: None,
+            details: serde_json::json!({
+                "files": report.files,
+                "columns": report.columns,
+                "quarantine_table": report.quarantine_table,
+                "quarantine_version": loaded.quarantine_version,
+            }),
+        };
+        self.catalog
+            .finish_run(run_id, &outcome, Some(table_rows))
+            .await?;
+
+        let mut report = report;
+        if req.profile {
+            match reservoir_quality::profile_table(&delta, &meta::ALL).await {
+                Ok(profiles) => {
+                    self.catalog
+                        .record_profiles(run_id, dataset.id, &profiles)
+                        .await?
+                }
+                Err(e) => {
+                    tracing::warn!(table = %table, error = %e, "profiling failed");
+                    report.notes.push(format!("profiling failed: {e}"));
+                }
+            }
+        }
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
+
+    /// Makes sure the unit, system and dataset are in the catalog, applying the request's facts.
+    async fn register(&self, req: &CollectRequest, notes: &mut Vec<String>) -> Result<()> {
+        let info = &req.info;
+        match self.catalog.unit(&req.unit).await? {
+            Some(u) => {
+                if let Some(name) = &info.unit_name {
+                    if *name != u.name {
+                        self.catalog
+                            .upsert_unit(&NewUnit {
+                                id: u.id.clone(),
+                                name: name.clone(),
+                                parent_id: u.parent_id.clone(),
+                                description: u.description.clone(),
+                                contact: u.contact.clone(),
+                            })
+                            .await?;
+                    }
+                }
+            }
+            None => {
+                self.catalog
+                    .upsert_unit(&NewUnit {
+                        id: req.unit.clone(),
+                        name: info.unit_name.clone().unwrap_or_else(|| req.unit.clone()),
+                        ..NewUnit::default()
+                    })
+                    .await?;
+                notes.push(format!(
+                    "unit {:?} was not in the catalog and has been registered",
+                    req.unit
+                ));
+            }
+        }
+        if let Some(system) = &info.system {
+            self.catalog
+                .upsert_system(&System {
+                    unit_id: req.unit.clone(),
+                    id: system.clone(),
+                    name: info.system_name.clone().unwrap_or_else(|| system.clone()),
+                    kind: "file".into(),
+                    description: String::new(),
+                })
+                .await?;
+        }
+        let existing = self
+            .catalog
+            .dataset(Layer::Raw.as_str(), &req.unit, &req.dataset)
+            .await?;
+        if existing.is_none() {
+            notes.push(format!(
+                "dataset {:?} was not in the catalog and has been registered",
+                req.dataset
+            ));
+        }
+        let e = existing.as_ref();
+        let spec = DatasetSpec {
+            layer: Layer::Raw.as_str().into(),
+            unit_id: req.unit.clone(),
+            name: req.dataset.clone(),
+            title: info
+                .title
+                .clone()
+                .or_else(|| e.map(|d| d.title.clone()))
+                .unwrap_or_else(|| req.dataset.clone()),
+            description: info
+                .description
+                .clone()
+                .or_else(|| e.map(|d| d.description.clone()))
+                .unwrap_or_default(),
+            system_id: info
+                .system
+                .clone()
+                .or_else(|| e.and_then(|d| d.system_id.clone())),
+            location: TableRef::new(Layer::Raw, &req.unit, &req.dataset).location(),
+            update_frequency: info
+                .update_frequency
+                .or_else(|| e.map(|d| d.update_frequency))
+                .unwrap_or_default(),
+            sensitivity: info
+                .sensitivity
+                .or_else(|| e.map(|d| d.sensitivity))
+                .unwrap_or(2),
+            open_tier: info
+                .open_tier
+                .or_else(|| e.map(|d| d.open_tier))
+                .unwrap_or_default(),
+        };
+        self.catalog.upsert_dataset(&spec).await?;
+        Ok(())
+    }
+}
+
+fn describe_files(files: &[PathBuf]) -> String {
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| f.display().to_string())
+        })
+        .collect();
+    format!("files: {}", names.join(", "))
+}
+
+/// What a successful load produced.
+struct Loaded {
+    counts: RunCounts,
+    version: i64,
+    quarantine_version: Option<i64>,
+    files: Vec<FileReport>,
+    plan: Vec<ColumnPlan>,
+    non_null: Vec<u64>,
+    notes: std::collections::HashMap<String, String>,
+    rejected_sample: Vec<Rejected>,
+}
+
+/// The blocking half of a run.
+struct Loader {
+    lake: Lake,
+    table: TableRef,
+    req: CollectRequest,
+    batch_id: String,
+    ingested_at: DateTime<Utc>,
+    existing: Option<arrow::datatypes::SchemaRef>,
+    progress: Arc<dyn Progress>,
+    handle: Handle,
+}
+
+struct Sinks {
+    data: Option<BatchSink>,
+    quarantine: Option<BatchSink>,
+}
+
+impl Loader {
+    fn run(self) -> Result<Loaded> {
+        let mut sinks = Sinks {
+            data: None,
+            quarantine: None,
+        };
+        match self.load(&mut sinks) {
+            Ok(l) => Ok(l),
+            Err(e) => {
+                let reason = e.to_string();
+                if let Some(s) = sinks.quarantine.take() {
+                    self.handle.block_on(s.abort(reason.clone()));
+                }
+                if let Some(s) = sinks.data.take() {
+                    self.handle.block_on(s.abort(reason));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn open_reader(&self, path: &Path) -> Result<Box<dyn RowReader>> {
+        let format = match self.req.format {
+            Some(f) => f,
+            None => Format::from_path(path)?,
+        };
+        Ok(match format {
+            Format::Csv => Box::new(CsvReader::open(path, &self.req.csv, false)?),
+            Format::Tsv => {
+                let mut o = self.req.csv.clone();
+                o.delimiter = o.delimiter.or(Some(b'\t'));
+                Box::new(CsvReader::open(path, &o, true)?)
+            }
+            Format::Xlsx | Format::Xls => Box::new(ExcelReader::open(path, &self.req.excel)?),
+            Format::Json => Box::new(JsonReader::open(path, false, self.req.infer_rows)?),
+            Format::Ndjson => Box::new(JsonReader::open(path, true, self.req.infer_rows)?),
+        })
+    }
+
+    fn load(&self, sinks: &mut Sinks) -> Result<Loaded> {
+        let mut counts = RunCounts::default();
+        let mut files = Vec::new();
+        let mut converter: Option<Converter> = None;
+        let mut notes = std::collections::HashMap::new();
+        let mut non_null: Vec<u64> = Vec::new();
+        let mut pending_rejects: Vec<Rejected> = Vec::new();
+        let mut rejected_sample = Vec::new();
+
+        for (file_idx, path) in self.req.files.iter().enumerate() {
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            self.progress.file_started(path, size);
+            let mut reader = self.open_reader(path)?;
+            let source_name = self
+                .req
+                .source_names
+                .as_ref()
+                .and_then(|n| n.get(file_idx).cloned())
+                .unwrap_or_else(|| {
+                    path.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| path.display().to_string())
+                });
+
+            // The first file fixes the plan, from a sample of its rows.
+            let mut buffered: Vec<Box<dyn Chunk>> = Vec::new();
+            if converter.is_none() {
+                let mut inference = Inference::new(reader.columns());
+                while (inference.rows() as usize) < self.req.infer_rows {
+                    match reader.next_chunk(self.req.batch_rows.min(self.req.infer_rows))? {
+                        Some(c) => {
+                            inference.observe(c.as_ref());
+                            buffered.push(c);
+                        }
+                        None => break,
+                    }
+                }
+                let inferred = inference.finish();
+                for i in &inferred {
+                    if let Some(n) = &i.note {
+                        notes.insert(i.name.clone(), n.clone());
+                    }
+                }
+                let plan = self.plan(reader.columns(), &inferred, path)?;
+                non_null = vec![0; plan.len()];
+                let conv =
+                    Converter::new(plan, &self.batch_id, self.ingested_at, self.req.infer_rows);
+                let sink = self.handle.block_on(
+                    self.lake
+                        .write(self.table.clone(), conv.schema().clone())
+                        .with_mode(self.req.mode)
+                        .with_commit_metadata("reservoir.batch", serde_json::json!(self.batch_id))
+                        .start(),
+                )?;
+                sinks.data = Some(sink);
+                converter = Some(conv);
+            }
+            let conv = converter
+                .as_ref()
+                .ok_or_else(|| Error::Task("no conversion plan".into()))?;
+            let mapping = self.mapping(conv.plan(), reader.columns(), path)?;
+
+            let mut next_buffered = buffered.into_iter();
+            loop {
+                let chunk = match next_buffered.next() {
+                    Some(c) => c,
+                    None => match reader.next_chunk(self.req.batch_rows)? {
+                        Some(c) => c,
+                        None => break,
+                    },
+                };
+                let converted = conv.convert(chunk.as_ref(), &mapping, &source_name)?;
+                counts.rows_read += chunk.len() as i64;
+                counts.rows_loaded += converted.batch.num_rows() as i64;
+                counts.rows_quarantined += converted.rejected.len() as i64;
+                counts.rows_padded += converted.padded as i64;
+                counts.rows_flagged += converted.flagged as i64;
+                for (t, n) in non_null.iter_mut().zip(&converted.non_null) {
+                    *t += n;
+                }
+                if converted.batch.num_rows() > 0 {
+                    let sink = sinks
+                        .data
+                        .as_mut()
+                        .ok_or_else(|| Error::Task("data sink missing".into()))?;
+                    self.handle.block_on(sink.send(converted.batch))?;
+                }
+                for r in converted.rejected {
+                    if rejected_sample.len() < REJECTED_SAMPLE {
+                        rejected_sample.push(r.clone());
+                    }
+                    pending_rejects.push(r);
+                }
+                if pending_rejects.len() >= QUARANTINE_FLUSH {
+                    self.flush_quarantine(sinks, &mut pending_rejects)?;
+                }
+                self.progress
+                    .advanced(reader.bytes_read(), counts.rows_read as u64);
+            }
+            let report = reader.report();
+            counts.lines_skipped += report.skipped.len() as i64;
+            counts.bytes_read += report.bytes as i64;
+            files.push(report);
+            self.progress.file_finished();
+        }
+        self.flush_quarantine(sinks, &mut pending_rejects)?;
+
+        debug_assert!(counts.balanced());
+        let quarantine_version = match sinks.quarantine.take() {
+            Some(s) => Some(self.handle.block_on(s.finish())?.version),
+            None => None,
+        };
+        let data = sinks
+            .data
+            .take()
+            .ok_or_else(|| Error::Task("data sink missing".into()))?;
+        let outcome = self.handle.block_on(data.finish())?;
+        let plan = converter.map(|c| c.plan().to_vec()).unwrap_or_default();
+        Ok(Loaded {
+            counts,
+            version: outcome.version,
+            quarantine_version,
+            files,
+            plan,
+            non_null,
+            notes,
+            rejected_sample,
+        })
+    }
+
+    fn flush_quarantine(&self, sinks: &mut Sinks, pending: &mut Vec<Rejected>) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if sinks.quarantine.is_none() {
+            let sink = self.handle.block_on(
+                self.lake
+                    .write(self.table.in_layer(Layer::Quarantine), quarantine_schema())
+                    .with_commit_metadata("reservoir.batch", serde_json::json!(self.batch_id))
+                    .start(),
+            )?;
+            sinks.quarantine = Some(sink);
+        }
+        let batch = quarantine_batch(pending, &self.batch_id, self.ingested_at)?;
+        pending.clear();
+        if let Some(sink) = sinks.quarantine.as_mut() {
+            self.handle.block_on(sink.send(batch))?;
+        }
+        Ok(())
+    }
+
+    /// Decides each output column's type: the existing table's when appending, else declared,
+    /// else inferred.
+    fn plan(
+        &self,
+        columns: &[String],
+        inferred: &[crate::infer::Inferred],
+        path: &Path,
+    ) -> Result<Vec<ColumnPlan>> {
+        let declared = &self.req.columns;
+        let known: Vec<String> = match &self.existing {
+            Some(schema) => schema
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .filter(|n| !meta::ALL.contains(&n.as_str()))
+                .collect(),
+            None => columns.to_vec(),
+        };
+        for spec in declared {
+            if !known.contains(&spec.name) {
+                return Err(Error::UnknownDeclaredColumn {
+                    column: spec.name.clone(),
+                    available: known.clone(),
+                });
+            }
+        }
+        match &self.existing {
+            Some(schema) => {
+                let mut plan = Vec::new();
+                for f in schema
+                    .fields()
+                    .iter()
+                    .filter(|f| !meta::ALL.contains(&f.name().as_str()))
+                {
+                    let ty = ColumnType::from_arrow(f.data_type()).ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "column {:?} of {} has type {}, which collection cannot load into",
+                            f.name(),
+                            self.table,
+                            f.data_type()
+                        ))
+                    })?;
+                    if let Some(d) = declared
+                        .iter()
+                        .find(|d| d.name == *f.name())
+                        .and_then(|d| d.ty)
+                    {
+                        if d != ty {
+                            return Err(Error::TypeConflict {
+                                table: self.table.to_string(),
+                                column: f.name().clone(),
+                                declared: d.to_string(),
+                                existing: ty.to_string(),
+                            });
+                        }
+                    }
+                    plan.push(ColumnPlan {
+                        name: f.name().clone(),
+                        ty,
+                        origin: TypeOrigin::Table,
+                        format: inferred
+                            .iter()
+                            .find(|i| i.name == *f.name() && i.ty == ty)
+                            .and_then(|i| i.format),
+                    });
+                }
+                // Input columns the table does not have.
+                self.mapping(&plan, columns, path)?;
+                Ok(plan)
+            }
+            None => Ok(inferred
+                .iter()
+                .map(|i| {
+                    match declared
+                        .iter()
+                        .find(|d| d.name == i.name)
+                        .and_then(|d| d.ty)
+                    {
+                        Some(ty) => ColumnPlan {
+                            name: i.name.clone(),
+                            ty,
+                            origin: TypeOrigin::Declared,
+                            format: (ty == i.ty).then_some(i.format).flatten(),
+                        },
+                        None => ColumnPlan {
+                            name: i.name.clone(),
+                            ty: i.ty,
+                            origin: TypeOrigin::Inferred,
+                            format: i.format,
+                        },
+                    }
+                })
+                .collect()),
+        }
+    }
+
+    /// Maps plan columns to a file's columns by name; a file column the plan lacks is an error.
+    fn mapping(
+        &self,
+        plan: &[ColumnPlan],
+        columns: &[String],
+        path: &Path,
+    ) -> Result<Vec<Option<usize>>> {
+        let unknown: Vec<String> = columns
+            .iter()
+            .filter(|c| !plan.iter().any(|p| p.name == **c))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Error::UnknownColumns {
+                path: path.to_path_buf(),
+                table: self.table.to_string(),
+                columns: unknown,
+                existing: plan.iter().map(|p| p.name.clone()).collect(),
+            });
+        }
+        Ok(plan
+            .iter()
+            .map(|p| columns.iter().position(|c| *c == p.name))
+            .collect())
+    }
+}

@@ -1,0 +1,213 @@
+//! SQL over the lake with DataFusion.
+//!
+//! ```text
+//!  SQL ─► DataFusion planner ─► catalogs = lake layers (raw, std, …, quarantine)
+//!                                  schemas  = units     (minzheng, tongji, …)
+//!                                  tables   = datasets  (Delta tables, opened on first use)
+//! ```
+//!
+//! Tables are named `layer.unit.dataset`; `unit.dataset` means the raw layer. Quoted identifiers
+//! work for any name (`raw."民政"."村居"`). The policy engine of the sharing work will sit in
+//! this crate, in front of every table scan.
+
+mod error;
+pub mod output;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use reservoir_catalog::{Catalog, DatasetFilter};
+use reservoir_lake::{Lake, Layer, TableRef};
+
+pub use error::{Error, Result};
+
+/// A SQL session over the whole lake.
+#[derive(Clone)]
+pub struct QueryEngine {
+    ctx: SessionContext,
+}
+
+impl QueryEngine {
+    /// Builds a session that sees every dataset in the catalog (and each one's quarantine table).
+    pub async fn new(lake: &Lake, catalog: &Catalog) -> Result<Self> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(Layer::Raw.as_str(), "public");
+        let runtime = Arc::new(RuntimeEnv::default());
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime.clone())
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+
+        // layer → unit → table names
+        let mut layout: BTreeMap<Layer, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+        for layer in Layer::ALL {
+            layout.entry(layer).or_default();
+        }
+        for d in catalog.datasets(&DatasetFilter::default()).await? {
+            let Ok(layer) = d.layer.parse::<Layer>() else {
+                continue;
+            };
+            layout
+                .entry(layer)
+                .or_default()
+                .entry(d.unit_id.clone())
+                .or_default()
+                .insert(d.name.clone());
+            if layer == Layer::Raw {
+                layout
+                    .entry(Layer::Quarantine)
+                    .or_default()
+                    .entry(d.unit_id.clone())
+                    .or_default()
+                    .insert(d.name);
+            }
+        }
+        for (layer, units) in layout {
+            let schemas = units
+                .into_iter()
+                .map(|(unit, tables)| {
+                    let schema = UnitSchema {
+                        lake: lake.clone(),
+                        layer,
+                        unit: unit.clone(),
+                        tables,
+                        runtime: runtime.clone(),
+                    };
+                    (unit, Arc::new(schema) as Arc<dyn SchemaProvider>)
+                })
+                .collect();
+            ctx.register_catalog(layer.as_str(), Arc::new(LayerCatalog { schemas }));
+        }
+        Ok(Self { ctx })
+    }
+
+    /// The DataFusion context, for callers that build plans themselves.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Plans a read-only SQL statement.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        check_read_only(sql)?;
+        let options = datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        Ok(self.ctx.sql_with_options(sql, options).await?)
+    }
+
+    /// Runs a read-only statement and collects the result.
+    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        Ok(self.sql(sql).await?.collect().await?)
+    }
+}
+
+/// Refuses anything but queries before planning, with a message that names the statement.
+fn check_read_only(sql: &str) -> Result<()> {
+    let statements = match Parser::parse_sql(&GenericDialect {}, sql) {
+        Ok(s) => s,
+        // Let DataFusion report syntax errors in its own words.
+        Err(_) => return Ok(()),
+    };
+    if statements.len() > 1 {
+        return Err(Error::Plan("only one statement at a time".into()));
+    }
+    for s in &statements {
+        match s {
+            Statement::Query(_) | Statement::Explain { .. } | Statement::ExplainTable { .. } => {}
+            Statement::ShowTables { .. }
+            | Statement::ShowColumns { .. }
+            | Statement::ShowVariable { .. } => {}
+            other => {
+                let text = other.to_string();
+                let head: String = text
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                return Err(Error::ReadOnly(head));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One lake layer as a DataFusion catalog; its schemas are units.
+#[derive(Debug)]
+struct LayerCatalog {
+    schemas: BTreeMap<String, Arc<dyn SchemaProvider>>,
+}
+
+impl CatalogProvider for LayerCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        self.schemas.keys().cloned().collect()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        self.schemas.get(name).cloned()
+    }
+}
+
+/// One unit's tables in one layer, opened from the lake when a query first names them.
+struct UnitSchema {
+    lake: Lake,
+    layer: Layer,
+    unit: String,
+    tables: BTreeSet<String>,
+    runtime: Arc<RuntimeEnv>,
+}
+
+impl std::fmt::Debug for UnitSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnitSchema")
+            .field("layer", &self.layer)
+            .field("unit", &self.unit)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for UnitSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.tables.iter().cloned().collect()
+    }
+
+    async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        if !self.tables.contains(name) {
+            return Ok(None);
+        }
+        let table = TableRef::new(self.layer, &self.unit, name);
+        let external = |e: reservoir_lake::Error| DataFusionError::External(Box::new(e));
+        let Some(delta) = self.lake.open(&table).await.map_err(external)? else {
+            // Registered but never written (e.g. a quarantine table of a clean dataset).
+            return Ok(None);
+        };
+        let state = SessionStateBuilder::new()
+            .with_runtime_env(self.runtime.clone())
+            .build();
+        delta
+            .update_datafusion_session(&state)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let provider = reservoir_lake::table_provider(&delta)
+            .await
+            .map_err(external)?;
+        Ok(Some(provider))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.tables.contains(name)
+    }
+}

@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod catalog;
+pub mod collect;
+pub mod demo;
+pub mod init;
+pub mod sql;

@@ -1,0 +1,288 @@
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use reservoir_catalog::{OpenTier, UpdateFrequency};
+use reservoir_ingest::decode::encoding_for_label;
+use reservoir_ingest::source::parse_byte_option;
+use reservoir_ingest::{CollectRequest, Collector, ColumnSpec, ColumnType, Format, SourceDef};
+use reservoir_lake::WriteMode;
+
+use crate::home::{self, Home};
+use crate::print;
+use crate::progress::Bar;
+
+/// `reservoir collect --unit U --dataset D FILE...` or `reservoir collect SOURCE...`
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  reservoir collect --unit tongji --dataset gdp 分省年度数据.csv
+  reservoir collect --unit minzheng --dataset villages --mode overwrite --column code=utf8 villages.xlsx
+  reservoir collect sources/villages.toml      # a declarative source definition
+  reservoir collect villages                   # the same, found in <home>/sources/
+  reservoir collect --all                      # every definition in <home>/sources/")]
+pub struct Args {
+    /// Files to load (with --unit and --dataset), or source definitions (TOML files or names of
+    /// files in <home>/sources/).
+    inputs: Vec<PathBuf>,
+
+    /// Collect every source definition in <home>/sources/.
+    #[arg(long, conflicts_with_all = ["unit", "dataset"])]
+    all: bool,
+
+    /// Owning unit's id (registered in the catalog if new).
+    #[arg(long, requires = "dataset")]
+    unit: Option<String>,
+
+    /// Dataset name within the unit.
+    #[arg(long, requires = "unit")]
+    dataset: Option<String>,
+
+    /// append (default) adds rows; overwrite replaces the table.
+    #[arg(long, value_parser = ["append", "overwrite"])]
+    mode: Option<String>,
+
+    /// csv, tsv, xlsx, xls, json or ndjson (default: from the file name).
+    #[arg(long)]
+    format: Option<Format>,
+
+    /// Text encoding, e.g. utf-8, gbk, gb18030, utf-16le (default: detected).
+    #[arg(long)]
+    encoding: Option<String>,
+
+    /// Load with --encoding even if the file does not look like it.
+    #[arg(long, requires = "encoding")]
+    force_encoding: bool,
+
+    /// Field delimiter: a character, or tab/pipe/comma/semicolon (default: detected).
+    #[arg(long)]
+    delimiter: Option<String>,
+
+    /// Lines before the header to skip (default: title lines are detected).
+    #[arg(long)]
+    skip_lines: Option<usize>,
+
+    /// Lines at the end to skip (default: note/source lines are detected).
+    #[arg(long)]
+    footer_lines: Option<usize>,
+
+    /// The file has no header row; columns are named column_1, column_2, …
+    #[arg(long)]
+    no_header: bool,
+
+    /// Spreadsheet sheet, by name or 1-based number (default: the first).
+    #[arg(long)]
+    sheet: Option<String>,
+
+    /// Spreadsheet row (1-based) holding the header (default: detected).
+    #[arg(long)]
+    header_row: Option<usize>,
+
+    /// Declare a column's type: NAME=TYPE with TYPE one of utf8, int64, float64, boolean, date,
+    /// timestamp. Repeatable.
+    #[arg(long = "column", value_name = "NAME=TYPE")]
+    columns: Vec<String>,
+
+    /// Rows sampled to infer types (default from the configuration).
+    #[arg(long)]
+    infer_rows: Option<usize>,
+
+    /// Display name of the dataset.
+    #[arg(long)]
+    title: Option<String>,
+
+    /// Description of the dataset.
+    #[arg(long)]
+    description: Option<String>,
+
+    /// Update frequency: realtime, hourly, daily, weekly, monthly, quarterly, yearly, irregular.
+    #[arg(long)]
+    update_frequency: Option<String>,
+
+    /// Sensitivity level, 1 (public) to 4.
+    #[arg(long)]
+    sensitivity: Option<i64>,
+
+    /// Open tier: open (无条件开放), conditional (有条件开放), closed (非开放).
+    #[arg(long)]
+    open_tier: Option<String>,
+
+    /// Print the run summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
+    let home = Home::open(&home::resolve(home_flag)?).await?;
+    let requests = build_requests(&home, &args)?;
+    let collector = Collector::new(home.lake.clone(), home.catalog.clone());
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for req in requests {
+        let label = format!("raw.{}.{}", req.unit, req.dataset);
+        match collector.collect(req, Arc::new(Bar::default())).await {
+            Ok(report) => {
+                if !args.json {
+                    print::run_summary(&report);
+                }
+                reports.push(report);
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("error: collecting {label}: {e}");
+            }
+        }
+    }
+    if args.json {
+        let value: serde_json::Value = match reports.as_slice() {
+            [one] => serde_json::to_value(one)?,
+            many => serde_json::to_value(many)?,
+        };
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    }
+    home.catalog.close().await;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn build_requests(home: &Home, args: &Args) -> Result<Vec<CollectRequest>> {
+    let mut requests = Vec::new();
+    if let (Some(unit), Some(dataset)) = (&args.unit, &args.dataset) {
+        if args.inputs.is_empty() {
+            bail!("no files given to collect into raw.{unit}.{dataset}");
+        }
+        let mut req = CollectRequest {
+            unit: unit.clone(),
+            dataset: dataset.clone(),
+            files: args.inputs.clone(),
+            ..CollectRequest::default()
+        };
+        req.info.title = args.title.clone();
+        req.info.description = args.description.clone();
+        req.info.sensitivity = args.sensitivity;
+        if let Some(f) = &args.update_frequency {
+            req.info.update_frequency = Some(f.parse::<UpdateFrequency>()?);
+        }
+        if let Some(t) = &args.open_tier {
+            req.info.open_tier = Some(t.parse::<OpenTier>()?);
+        }
+        requests.push(req);
+    } else {
+        let defs: Vec<PathBuf> = if args.all {
+            let dir = home.sources_dir();
+            let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .with_context(|| format!("listing {}", dir.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            v.sort();
+            if v.is_empty() {
+                bail!("no source definitions (*.toml) in {}", dir.display());
+            }
+            v
+        } else if args.inputs.is_empty() {
+            bail!(
+                "nothing to collect: give files with --unit and --dataset, source definitions, or --all"
+            );
+        } else {
+            args.inputs
+                .iter()
+                .map(|i| locate_source(home, i))
+                .collect::<Result<_>>()?
+        };
+        for path in defs {
+            let def = SourceDef::load(&path)?;
+            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            requests.push(def.to_request(&path, &base)?);
+        }
+    }
+    for req in &mut requests {
+        apply_overrides(req, args, home)?;
+    }
+    Ok(requests)
+}
+
+/// A source given as a path, or as a name in the home's sources folder.
+fn locate_source(home: &Home, input: &Path) -> Result<PathBuf> {
+    if input.extension().is_some_and(|e| e != "toml") {
+        bail!(
+            "{} looks like a data file: to load it, say where it goes with --unit and --dataset",
+            input.display()
+        );
+    }
+    if input.exists() {
+        return Ok(input.to_path_buf());
+    }
+    let named = home.sources_dir().join(input).with_extension("toml");
+    if named.exists() {
+        return Ok(named);
+    }
+    bail!(
+        "no source definition {} (looked for {} too)",
+        input.display(),
+        named.display()
+    )
+}
+
+/// Command-line options win over definitions and configuration.
+fn apply_overrides(req: &mut CollectRequest, args: &Args, home: &Home) -> Result<()> {
+    req.infer_rows = args.infer_rows.unwrap_or(home.config.ingest.infer_rows);
+    req.batch_rows = home.config.ingest.batch_rows;
+    if let Some(m) = &args.mode {
+        req.mode = if m == "overwrite" {
+            WriteMode::Overwrite
+        } else {
+            WriteMode::Append
+        };
+    }
+    if args.format.is_some() {
+        req.format = args.format;
+    }
+    if let Some(label) = &args.encoding {
+        req.csv.encoding = Some(encoding_for_label(label).with_context(|| {
+            format!("unknown encoding {label:?}; use e.g. utf-8, gbk, gb18030, utf-16le")
+        })?);
+    }
+    req.csv.force_encoding |= args.force_encoding;
+    if let Some(d) = &args.delimiter {
+        req.csv.delimiter = Some(parse_byte_option("delimiter", d)?);
+    }
+    if args.skip_lines.is_some() {
+        req.csv.skip_lines = args.skip_lines;
+    }
+    if args.footer_lines.is_some() {
+        req.csv.footer_lines = args.footer_lines;
+    }
+    if args.no_header {
+        req.csv.header = false;
+        req.excel.no_header = true;
+    }
+    if args.sheet.is_some() {
+        req.excel.sheet = args.sheet.clone();
+    }
+    if args.header_row.is_some() {
+        req.excel.header_row = args.header_row;
+    }
+    for c in &args.columns {
+        let (name, ty) = c
+            .split_once('=')
+            .with_context(|| format!("--column {c:?}: expected NAME=TYPE"))?;
+        let ty: ColumnType = ty
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--column {c:?}: {e}"))?;
+        match req.columns.iter_mut().find(|s| s.name == name) {
+            Some(spec) => spec.ty = Some(ty),
+            None => req.columns.push(ColumnSpec {
+                name: name.to_string(),
+                ty: Some(ty),
+                ..ColumnSpec::default()
+            }),
+        }
+    }
+    Ok(())
+}

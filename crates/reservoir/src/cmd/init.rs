@@ -1,0 +1,37 @@
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::home::{self, Home};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Folder to create (default: the home).
+    dir: Option<PathBuf>,
+}
+
+pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
+    let root = match args.dir {
+        Some(d) => d,
+        None => home::resolve(home_flag)?,
+    };
+    let (home, created) = Home::init(&root).await?;
+    if created {
+        println!("Initialized a Reservoir home in {}", home.root.display());
+    } else {
+        println!(
+            "{} is already a Reservoir home; nothing changed",
+            home.root.display()
+        );
+    }
+    println!(
+        "  config   {}",
+        home.root.join(crate::config::CONFIG_FILE).display()
+    );
+    println!("  lake     {}", home.config.lake_path(&home.root).display());
+    println!("  catalog  {}", home.config.catalog_url(&home.root));
+    println!("  sources  {}", home.sources_dir().display());
+    home.catalog.close().await;
+    Ok(ExitCode::SUCCESS)
+}

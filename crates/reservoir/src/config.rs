@@ -1,0 +1,191 @@
+//! Configuration: defaults, then `reservoir.toml` in the home, then `RESERVOIR_*` environment
+//! variables (`RESERVOIR_CATALOG__URL`, `RESERVOIR_LAKE__PATH`, …), then validated.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The file that marks a folder as a Reservoir home.
+pub const CONFIG_FILE: &str = "reservoir.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub lake: LakeConfig,
+    pub catalog: CatalogConfig,
+    pub ingest: IngestConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LakeConfig {
+    /// Folder of the Delta tables, relative to the home or absolute.
+    pub path: PathBuf,
+    /// Storage capacity shown against usage; 0 means the size of the disk holding the lake.
+    pub capacity_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// `sqlite://catalog.db` (relative to the home) or `postgres://user@host/db`.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Rows sampled to infer column types.
+    pub infer_rows: usize,
+    /// Rows per record batch written to the lake.
+    pub batch_rows: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            lake: LakeConfig::default(),
+            catalog: CatalogConfig::default(),
+            ingest: IngestConfig::default(),
+        }
+    }
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("lake"),
+            capacity_bytes: 0,
+        }
+    }
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://catalog.db".into(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            infer_rows: 10_000,
+            batch_rows: 32_768,
+        }
+    }
+}
+
+/// The commented configuration written by `reservoir init`; it is also the documentation.
+pub const EXAMPLE: &str = r#"# Reservoir configuration.
+#
+# Values are read in layers: built-in defaults, then this file, then environment variables
+# named RESERVOIR_<SECTION>__<KEY> (for example RESERVOIR_CATALOG__URL). Relative paths are
+# relative to the folder holding this file (the home).
+
+[lake]
+# Folder holding the Delta tables (lake/<layer>/<unit>/<dataset>).
+path = "lake"
+# Storage capacity to report usage against, in bytes; 0 = the size of the disk.
+capacity_bytes = 0
+
+[catalog]
+# The metadata store: a SQLite file in the home, or PostgreSQL for production, e.g.
+# url = "postgres://reservoir@db.example/reservoir"
+url = "sqlite://catalog.db"
+
+[ingest]
+# Rows sampled to infer column types; later rows that do not fit go to quarantine.
+infer_rows = 10000
+# Rows per record batch written to the lake.
+batch_rows = 32768
+"#;
+
+impl Config {
+    /// Loads the configuration of the home at `home`.
+    pub fn load(home: &Path) -> Result<Self> {
+        let file = home.join(CONFIG_FILE);
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(&file))
+            .merge(
+                Env::prefixed("RESERVOIR_")
+                    .split("__")
+                    .ignore(&["home", "log", "test_pg_url"]),
+            )
+            .extract()
+            .with_context(|| format!("reading configuration {}", file.display()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.ingest.infer_rows == 0 || self.ingest.batch_rows == 0 {
+            bail!("ingest.infer_rows and ingest.batch_rows must be positive");
+        }
+        let url = &self.catalog.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            bail!("catalog.url {url:?} must start with sqlite:// or postgres://");
+        }
+        Ok(())
+    }
+
+    /// The lake folder, resolved against the home.
+    pub fn lake_path(&self, home: &Path) -> PathBuf {
+        home.join(&self.lake.path)
+    }
+
+    /// The catalog URL, with a relative SQLite path resolved against the home.
+    pub fn catalog_url(&self, home: &Path) -> String {
+        let url = &self.catalog.url;
+        if let Some(rest) = url.strip_prefix("sqlite://") {
+            let (path, query) = match rest.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (rest, None),
+            };
+            if path != ":memory:" && !Path::new(path).is_absolute() {
+                let full = home.join(path);
+                return match query {
+                    Some(q) => format!("sqlite://{}?{q}", full.display()),
+                    None => format!("sqlite://{}", full.display()),
+                };
+            }
+        }
+        url.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_parses_to_defaults() {
+        let parsed: Config = toml::from_str(EXAMPLE).unwrap();
+        assert_eq!(parsed.catalog.url, Config::default().catalog.url);
+        assert_eq!(parsed.ingest.infer_rows, 10_000);
+    }
+
+    #[test]
+    fn layers_and_paths() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(CONFIG_FILE, "[ingest]\ninfer_rows = 50\n")?;
+            jail.set_env("RESERVOIR_INGEST__BATCH_ROWS", "100");
+            let home = jail.directory().to_path_buf();
+            let c = Config::load(&home).map_err(|e| e.to_string())?;
+            assert_eq!(c.ingest.infer_rows, 50);
+            assert_eq!(c.ingest.batch_rows, 100);
+            assert_eq!(
+                c.catalog_url(&home),
+                format!("sqlite://{}", home.join("catalog.db").display())
+            );
+            Ok(())
+        });
+    }
+}

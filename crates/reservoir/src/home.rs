@@ -1,0 +1,96 @@
+//! The home: the folder with `reservoir.toml`, the lake and the catalog.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use reservoir_catalog::Catalog;
+use reservoir_lake::Lake;
+
+use crate::config::{CONFIG_FILE, Config, EXAMPLE};
+
+/// An opened home.
+pub struct Home {
+    pub root: PathBuf,
+    pub config: Config,
+    pub lake: Lake,
+    pub catalog: Catalog,
+}
+
+/// Where commands look for the home: `--home`, then `RESERVOIR_HOME`, then the current folder.
+pub fn resolve(flag: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("RESERVOIR_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    std::env::current_dir().context("finding the current folder")
+}
+
+impl Home {
+    /// Creates a home (idempotent: an existing configuration is kept). Returns whether it was
+    /// newly created.
+    pub async fn init(root: &Path) -> Result<(Self, bool)> {
+        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        let config_path = root.join(CONFIG_FILE);
+        let created = !config_path.exists();
+        if created {
+            std::fs::write(&config_path, EXAMPLE)
+                .with_context(|| format!("writing {}", config_path.display()))?;
+        }
+        for dir in ["sources"] {
+            std::fs::create_dir_all(root.join(dir))
+                .with_context(|| format!("creating {}", root.join(dir).display()))?;
+        }
+        let home = Self::open_unchecked(root).await?;
+        Ok((home, created))
+    }
+
+    /// Opens an existing home.
+    pub async fn open(root: &Path) -> Result<Self> {
+        if !root.join(CONFIG_FILE).exists() {
+            bail!(
+                "{} is not a Reservoir home (no {CONFIG_FILE}); run `reservoir init {}` first, \
+                 or point --home / RESERVOIR_HOME at one",
+                root.display(),
+                root.display()
+            );
+        }
+        Self::open_unchecked(root).await
+    }
+
+    async fn open_unchecked(root: &Path) -> Result<Self> {
+        let root = root
+            .canonicalize()
+            .with_context(|| format!("opening home {}", root.display()))?;
+        let config = Config::load(&root)?;
+        let lake = Lake::local(config.lake_path(&root)).with_context(|| {
+            format!("opening the lake at {}", config.lake_path(&root).display())
+        })?;
+        let url = config.catalog_url(&root);
+        let catalog = Catalog::connect(&url)
+            .await
+            .with_context(|| format!("opening the catalog at {}", redact(&url)))?;
+        Ok(Self {
+            root,
+            config,
+            lake,
+            catalog,
+        })
+    }
+
+    /// The folder of declarative source definitions.
+    pub fn sources_dir(&self) -> PathBuf {
+        self.root.join("sources")
+    }
+}
+
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,80 @@
+//! `reservoir`: a district's public data platform in one binary.
+//!
+//! The binary is thin: it parses the command line, opens the home (configuration, lake,
+//! catalog) and hands work to the library crates.
+
+mod cmd;
+mod config;
+mod home;
+mod print;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Reservoir — collect, catalog, inspect, govern and share a district's public data.
+#[derive(Debug, Parser)]
+#[command(name = "reservoir", version, about, long_about = None)]
+struct Cli {
+    /// Home folder (default: $RESERVOIR_HOME, then the current folder).
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a home: reservoir.toml, lake/, catalog.db, sources/.
+    Init(cmd::init::Args),
+    /// Build a demo home from the real public data shipped with Reservoir and collect it all.
+    Demo(cmd::demo::Args),
+    /// Collect files (or declarative sources) into the lake's raw layer.
+    Collect(Box<cmd::collect::Args>),
+    /// Run a read-only SQL query over the lake.
+    Sql(cmd::sql::Args),
+    /// Look at the catalog: units, datasets, runs, profiles.
+    #[command(subcommand)]
+    Catalog(cmd::catalog::Command),
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RESERVOIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let home = cli.home.as_deref();
+        match cli.command {
+            Command::Init(args) => cmd::init::run(home, args).await,
+            Command::Demo(args) => cmd::demo::run(home, args).await,
+            Command::Collect(args) => cmd::collect::run(home, *args).await,
+            Command::Sql(args) => cmd::sql::run(home, args).await,
+            Command::Catalog(c) => cmd::catalog::run(home, c).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

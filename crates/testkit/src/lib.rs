@@ -1,0 +1,118 @@
+//! Test helpers shared by the crates' integration tests: the real public data under
+//! `../shared/data`, and fresh PostgreSQL databases for backend-matrix tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use sqlx::Connection;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// A file under the workplace's shared public data (`../shared/data` from the workspace root, or
+/// `$RESERVOIR_SHARED_DATA`). Panics with a clear message if it is missing.
+pub fn shared_data(rel: &str) -> PathBuf {
+    let base = std::env::var_os("RESERVOIR_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/data"));
+    let path = base.join(rel);
+    assert!(
+        path.exists(),
+        "test data {} is missing: these tests read the shared public data set (../shared/data)",
+        path.display()
+    );
+    path
+}
+
+/// A file of the demo data committed under `demo/`.
+pub fn demo_data(rel: &str) -> PathBuf {
+    workspace_root().join("demo").join(rel)
+}
+
+/// The PostgreSQL server the tests use: `$RESERVOIR_TEST_PG_URL`, else the local default.
+pub fn pg_admin_url() -> String {
+    std::env::var("RESERVOIR_TEST_PG_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A database created for one test and dropped by [`PgDatabase::drop_db`].
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl PgDatabase {
+    /// Creates a fresh, empty database.
+    pub async fn create() -> Self {
+        let admin = pg_admin_url();
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!("cannot reach PostgreSQL at {admin} ({e}); start it or set RESERVOIR_TEST_PG_URL")
+        });
+        let name = format!("reservoir_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        conn.close().await.ok();
+        let mut url = url_with_database(&admin, &name);
+        if !url.contains("application_name") {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str("application_name=reservoir-test");
+        }
+        Self { url, name, admin }
+    }
+
+    /// Drops the database (connections to it must be closed first).
+    pub async fn drop_db(self) {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn)
+            .await;
+            conn.close().await.ok();
+        }
+    }
+}
+
+fn url_with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
+    let host = match path_start {
+        Some(i) => &base[..i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host}/{db}?{q}"),
+        None => format!("{host}/{db}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_in_url() {
+        assert_eq!(
+            super::url_with_database("postgres://u@h:5432/postgres?sslmode=disable", "x"),
+            "postgres://u@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(
+            super::url_with_database("postgres://u@h", "x"),
+            "postgres://u@h/x"
+        );
+    }
+}
