@@ -338,18 +338,18 @@ impl Collector {
         let info = &req.info;
         match self.catalog.unit(&req.unit).await? {
             Some(u) => {
-                if let Some(name) = &info.unit_name {
-                    if *name != u.name {
-                        self.catalog
-                            .upsert_unit(&NewUnit {
-                                id: u.id.clone(),
-                                name: name.clone(),
-                                parent_id: u.parent_id.clone(),
-                                description: u.description.clone(),
-                                contact: u.contact.clone(),
-                            })
-                            .await?;
-                    }
+                if let Some(name) = &info.unit_name
+                    && *name != u.name
+                {
+                    self.catalog
+                        .upsert_unit(&NewUnit {
+                            id: u.id.clone(),
+                            name: name.clone(),
+                            parent_id: u.parent_id.clone(),
+                            description: u.description.clone(),
+                            contact: u.contact.clone(),
+                        })
+                        .await?;
                 }
             }
             None => {
@@ -702,15 +702,14 @@ impl Loader {
                         .iter()
                         .find(|d| d.name == *f.name())
                         .and_then(|d| d.ty)
+                        && d != ty
                     {
-                        if d != ty {
-                            return Err(Error::TypeConflict {
-                                table: self.table.to_string(),
-                                column: f.name().clone(),
-                                declared: d.to_string(),
-                                existing: ty.to_string(),
-                            });
-                        }
+                        return Err(Error::TypeConflict {
+                            table: self.table.to_string(),
+                            column: f.name().clone(),
+                            declared: d.to_string(),
+                            existing: ty.to_string(),
+                        });
                     }
                     plan.push(ColumnPlan {
                         name: f.name().clone(),

@@ -170,7 +170,7 @@ impl CsvReader {
             if !more {
                 return Ok(None);
             }
-            if record.iter().last().is_some_and(|f| f.ends_with('\r')) {
+            if record.iter().next_back().is_some_and(|f| f.ends_with('\r')) {
                 record = strip_trailing_cr(&record);
             }
             // A blank line (CRLF files have them as a lone CR) is no record.

@@ -140,25 +140,18 @@ pub fn first_malformed(
             .max_utf8_buffer_length(sample.len())
             .unwrap_or(sample.len() * 3 + 16)
     ];
-    let mut consumed = 0usize;
-    loop {
-        let (result, read, _written) =
-            decoder.decode_to_utf8_without_replacement(&sample[consumed..], &mut out, complete);
-        consumed += read;
-        match result {
-            DecoderResult::InputEmpty => return None,
-            DecoderResult::OutputFull => {
-                // Cannot happen with a max-length buffer; treat as clean.
-                return None;
-            }
-            DecoderResult::Malformed(bad, after) => {
-                let end = consumed - after as usize;
-                let start = end - bad as usize;
-                return Some(FirstMalformed {
-                    offset: start as u64,
-                    bytes: sample[start..end].to_vec(),
-                });
-            }
+    let (result, read, _written) =
+        decoder.decode_to_utf8_without_replacement(sample, &mut out, complete);
+    match result {
+        // The buffer holds the worst case, so the whole sample was decoded.
+        DecoderResult::InputEmpty | DecoderResult::OutputFull => None,
+        DecoderResult::Malformed(bad, after) => {
+            let end = read - after as usize;
+            let start = end - bad as usize;
+            Some(FirstMalformed {
+                offset: start as u64,
+                bytes: sample[start..end].to_vec(),
+            })
         }
     }
 }

@@ -518,10 +518,9 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn read_all(
-        content: &str,
-        name: &str,
-    ) -> (Vec<String>, Vec<(i64, RowStatus, Vec<Option<String>>)>) {
+    type Rows = Vec<(i64, RowStatus, Vec<Option<String>>)>;
+
+    fn read_all(content: &str, name: &str) -> (Vec<String>, Rows) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         File::create(&path)

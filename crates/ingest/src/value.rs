@@ -152,7 +152,7 @@ impl Cell<'_> {
     pub fn to_text(&self) -> Option<String> {
         match *self {
             Cell::Null | Cell::Void(_) => None,
-            Cell::Text(s) if s.is_empty() => None,
+            Cell::Text("") => None,
             Cell::Text(s) => Some(s.to_string()),
             Cell::Int(i) => Some(i.to_string()),
             Cell::Float(f) => Some(format_float(f)),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// The file that marks a folder as a Reservoir home.
 pub const CONFIG_FILE: &str = "reservoir.toml";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub lake: LakeConfig,
@@ -42,16 +42,6 @@ pub struct IngestConfig {
     pub infer_rows: usize,
     /// Rows per record batch written to the lake.
     pub batch_rows: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            lake: LakeConfig::default(),
-            catalog: CatalogConfig::default(),
-            ingest: IngestConfig::default(),
-        }
-    }
 }
 
 impl Default for LakeConfig {
@@ -173,6 +163,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
     fn layers_and_paths() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(CONFIG_FILE, "[ingest]\ninfer_rows = 50\n")?;

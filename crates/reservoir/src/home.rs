@@ -38,10 +38,9 @@ impl Home {
             std::fs::write(&config_path, EXAMPLE)
                 .with_context(|| format!("writing {}", config_path.display()))?;
         }
-        for dir in ["sources"] {
-            std::fs::create_dir_all(root.join(dir))
-                .with_context(|| format!("creating {}", root.join(dir).display()))?;
-        }
+        let sources = root.join("sources");
+        std::fs::create_dir_all(&sources)
+            .with_context(|| format!("creating {}", sources.display()))?;
         let home = Self::open_unchecked(root).await?;
         Ok((home, created))
     }
