@@ -603,3 +603,156 @@ async fn several_files_in_one_run() {
         ]
     );
 }
+
+#[tokio::test]
+async fn legacy_xls_with_title_and_footer_rows() {
+    let env = Env::new().await;
+    let path = shared_data("gov_files/nbs_xls/nbs_export_分省年度数据.xls");
+    let r = env
+        .collect(req("tongji", "gdp_xls", &[&path]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            r.counts.rows_read,
+            r.counts.rows_loaded,
+            r.counts.rows_quarantined
+        ),
+        (31, 31, 0)
+    );
+    let f = &r.files[0];
+    assert_eq!(
+        (f.format, f.sheet.as_deref(), f.header_line),
+        ("xls", Some("分省年度数据"), 4)
+    );
+    let kinds: Vec<&str> = f.skipped.iter().map(|s| s.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "preamble", "preamble", "preamble", "footer", "footer", "footer"
+        ]
+    );
+    assert_eq!(f.skipped[5].text, "数据来源：国家统计局");
+    assert_eq!(
+        r.columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["地区", "2019年", "2018年", "2017年", "2016年", "2015年"]
+    );
+    let rows = env
+        .rows("SELECT \"地区\" FROM raw.tongji.gdp_xls ORDER BY _source_row")
+        .await;
+    assert_eq!(
+        rows.iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect::<Vec<_>>(),
+        PROVINCES
+    );
+}
+
+#[tokio::test]
+async fn every_supported_encoding_and_tsv() {
+    let env = Env::new().await;
+    // 䶮 (U+4DAE) takes four bytes in GB18030 and does not exist in GBK.
+    let text = "名称\t代码\n岳阳街道\t310117001\n䶮\t310117002\n";
+    let utf16le: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    let utf16be: Vec<u8> = [0xFE, 0xFF]
+        .into_iter()
+        .chain(text.encode_utf16().flat_map(u16::to_be_bytes))
+        .collect();
+    let utf8bom: Vec<u8> = [0xEF, 0xBB, 0xBF].into_iter().chain(text.bytes()).collect();
+    let (gb18030, _, unmappable) = encoding_rs::GB18030.encode(text);
+    assert!(!unmappable);
+    let cases: [(&str, Vec<u8>, Option<&'static encoding_rs::Encoding>, &str); 4] = [
+        ("utf16le.tsv", utf16le, None, "UTF-16LE"),
+        ("utf16be.tsv", utf16be, None, "UTF-16BE"),
+        ("utf8bom.tsv", utf8bom, None, "UTF-8"),
+        (
+            "gb18030.tsv",
+            gb18030.into_owned(),
+            Some(encoding_rs::GB18030),
+            "gb18030",
+        ),
+    ];
+    for (name, bytes, declared, expected) in cases {
+        let path = env.file(name, &bytes);
+        let dataset = name.replace('.', "_");
+        let mut r = req("u", &dataset, &[&path]);
+        r.csv.encoding = declared;
+        let report = env.collect(r).await.unwrap();
+        assert_eq!(
+            report.files[0].encoding.as_deref(),
+            Some(expected),
+            "{name}"
+        );
+        assert_eq!(report.files[0].delimiter.as_deref(), Some("\\t"), "{name}");
+        let rows = env
+            .rows(&format!(
+                "SELECT \"名称\", \"代码\" FROM raw.u.{dataset} ORDER BY 2"
+            ))
+            .await;
+        assert_eq!(
+            rows,
+            [[s("岳阳街道"), s("310117001")], [s("䶮"), s("310117002")]],
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn quoted_fields_keep_line_breaks_and_delimiters() {
+    let env = Env::new().await;
+    let path = env.file(
+        "q.csv",
+        "id,地址,备注\r\n1,\"松江区\r\n岳阳街道\",\"a,b\"\r\n2,\"说\"\"好\"\"\",\r\n".as_bytes(),
+    );
+    let r = env.collect(req("u", "q", &[&path])).await.unwrap();
+    assert_eq!((r.counts.rows_read, r.counts.rows_loaded), (2, 2));
+    let rows = env
+        .rows("SELECT id, \"地址\", \"备注\", _source_row FROM raw.u.q ORDER BY id")
+        .await;
+    assert_eq!(rows[0], [s("1"), s("松江区\r\n岳阳街道"), s("a,b"), s("2")]);
+    assert_eq!(rows[1], [s("2"), s("说\"好\""), None, s("4")]);
+}
+
+#[tokio::test]
+async fn chinese_unit_and_dataset_names_in_sql() {
+    let env = Env::new().await;
+    let path = shared_data("admin_divisions/songjiang_310117_streets_extract.csv");
+    let r = env.collect(req("民政", "街镇", &[&path])).await.unwrap();
+    assert_eq!(r.table, "raw.民政.街镇");
+    assert_eq!(r.counts.rows_loaded, 20);
+    let quoted = env.rows("SELECT count(*) FROM raw.\"民政\".\"街镇\"").await;
+    let bare = env
+        .rows("SELECT count(*) FROM 民政.街镇 WHERE name LIKE '%镇'")
+        .await;
+    assert_eq!(quoted[0][0], s("20"));
+    assert_eq!(bare[0][0], s("11"));
+    // Profiles carry top values.
+    let ds = env
+        .catalog
+        .dataset("raw", "民政", "街镇")
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, profile) = env.catalog.latest_profiles(ds.id).await.unwrap().unwrap();
+    let area = profile
+        .iter()
+        .find(|p| p.column_name == "areaCode")
+        .unwrap();
+    assert_eq!(
+        area.top_values,
+        [reservoir_catalog::TopValue {
+            value: s("310117"),
+            count: 20
+        }]
+    );
+    assert_eq!(
+        (area.min_value.as_deref(), area.distinct_count),
+        (Some("310117"), 1)
+    );
+}
