@@ -34,7 +34,7 @@ pub fn validate_ident(what: &'static str, name: &str) -> Result<()> {
 }
 
 /// A government unit (委办局) that owns source systems and datasets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Unit {
     /// Short identifier used in table names and lake paths, e.g. `minzheng`.
     pub id: String,
@@ -48,7 +48,7 @@ pub struct Unit {
 }
 
 /// Fields for creating or updating a unit.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewUnit {
     pub id: String,
     pub name: String,
@@ -61,7 +61,7 @@ pub struct NewUnit {
 }
 
 /// A unit's source system (a database, a spreadsheet drop, an API …).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct System {
     pub unit_id: String,
     pub id: String,
@@ -72,7 +72,9 @@ pub struct System {
 }
 
 /// How often a dataset is expected to change; the basis for timeliness checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum UpdateFrequency {
     Realtime,
@@ -149,7 +151,9 @@ impl FromStr for UpdateFrequency {
 }
 
 /// Open-data tier of a dataset (开放属性).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OpenTier {
     /// 无条件开放: public to everyone.
@@ -204,7 +208,7 @@ impl FromStr for OpenTier {
 pub const SENSITIVITY_LEVELS: std::ops::RangeInclusive<i64> = 1..=4;
 
 /// A dataset: one table in the lake, owned by a unit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Dataset {
     pub id: i64,
     /// Lake layer: raw, std, base, theme, topic, open, quarantine.
@@ -237,7 +241,7 @@ impl Dataset {
 }
 
 /// Fields for registering a dataset (or updating its description).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DatasetSpec {
     pub layer: String,
     pub unit_id: String,
@@ -252,7 +256,7 @@ pub struct DatasetSpec {
 }
 
 /// One column of a dataset's schema, with its business description.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Field {
     pub position: i64,
     pub name: String,
@@ -267,7 +271,7 @@ pub struct Field {
 }
 
 /// Where a collection run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     Running,
@@ -298,7 +302,7 @@ impl FromStr for RunStatus {
 }
 
 /// A collection run as recorded in the catalog.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Run {
     pub id: i64,
     pub batch_id: String,
@@ -312,11 +316,12 @@ pub struct Run {
     pub table_version: Option<i64>,
     pub error: Option<String>,
     /// Per-file details (encoding, delimiter, skipped lines, flags …) as JSON.
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
 
 /// Row accounting of a run: `rows_read == rows_loaded + rows_quarantined`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunCounts {
     pub rows_read: i64,
     pub rows_loaded: i64,
@@ -357,14 +362,14 @@ pub struct RunOutcome {
 }
 
 /// A value and how often it occurs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TopValue {
     pub value: Option<String>,
     pub count: i64,
 }
 
 /// Statistics of one column, computed after a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ColumnProfile {
     pub position: i64,
     pub column_name: String,
@@ -394,10 +399,59 @@ impl ColumnProfile {
 pub struct DatasetFilter {
     pub unit_id: Option<String>,
     pub layer: Option<String>,
-    /// Substring match on name, title and description.
+    pub open_tier: Option<OpenTier>,
+    /// Case-insensitive substring match on the name, title and description of the dataset and
+    /// on the names and titles of its fields (works for Chinese text as typed).
     pub search: Option<String>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
+}
+
+/// Totals for the platform's home page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CatalogStats {
+    pub units: i64,
+    pub systems: i64,
+    pub datasets: i64,
+    /// Rows in all datasets as of their last runs.
+    pub rows: i64,
+    pub runs: i64,
+    pub failed_runs: i64,
+}
+
+/// Datasets and rows of one unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UnitRows {
+    pub unit_id: String,
+    pub unit_name: String,
+    pub datasets: i64,
+    pub rows: i64,
+}
+
+/// A value of a facet and how many datasets have it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FacetValue {
+    pub value: String,
+    pub count: i64,
+}
+
+/// Counts of matching datasets by unit, layer and open tier.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DatasetFacets {
+    pub units: Vec<FacetValue>,
+    pub layers: Vec<FacetValue>,
+    pub open_tiers: Vec<FacetValue>,
+}
+
+/// A run together with the dataset it loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunSummary {
+    #[serde(flatten)]
+    pub run: Run,
+    pub layer: String,
+    pub unit_id: String,
+    pub dataset: String,
+    pub title: String,
 }
 
 #[cfg(test)]

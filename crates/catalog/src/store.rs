@@ -54,6 +54,26 @@ pub struct Catalog {
 const DATASET_COLUMNS: &str = "id, layer, unit_id, name, title, description, system_id, location, \
      update_frequency, sensitivity, open_tier, row_count, table_version, created_at, updated_at";
 
+/// The WHERE clause of dataset queries; parameters $1–$4 are bound by [`bind_filter`].
+const DATASET_FILTER: &str = "($1 IS NULL OR unit_id = $1) AND ($2 IS NULL OR layer = $2)
+    AND ($3 IS NULL OR open_tier = $3)
+    AND ($4 IS NULL OR LOWER(name) LIKE $4 OR LOWER(title) LIKE $4 OR LOWER(description) LIKE $4
+         OR EXISTS (SELECT 1 FROM dataset_fields f WHERE f.dataset_id = datasets.id
+                    AND (LOWER(f.name) LIKE $4 OR LOWER(f.title) LIKE $4)))";
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind_filter<'q>(q: AnyQuery<'q>, f: &DatasetFilter) -> AnyQuery<'q> {
+    let pattern = f.search.as_deref().map(|s| {
+        let escaped = s.trim().to_lowercase().replace(['%', '_'], "");
+        format!("%{escaped}%")
+    });
+    q.bind(f.unit_id.clone())
+        .bind(f.layer.clone())
+        .bind(f.open_tier.map(|t| t.as_str().to_string()))
+        .bind(pattern)
+}
+
 const RUN_COLUMNS: &str = "id, batch_id, dataset_id, source, mode, status, started_at, finished_at, \
      rows_read, rows_loaded, rows_quarantined, rows_padded, rows_flagged, lines_skipped, bytes_read, \
      table_version, error, details";
@@ -97,6 +117,12 @@ impl Catalog {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
     }
 
     /// Closes all connections; pending work finishes first.
@@ -285,29 +311,122 @@ impl Catalog {
         row.map(|r| dataset_from_row(&r)).transpose()
     }
 
-    /// Lists datasets, newest names first within a unit, filtered and paged.
+    /// Lists datasets ordered by layer, unit and name, filtered and paged.
     pub async fn datasets(&self, filter: &DatasetFilter) -> Result<Vec<Dataset>> {
-        let pattern = filter
-            .search
-            .as_deref()
-            .map(|s| format!("%{}%", s.to_lowercase()));
         let sql = format!(
-            "SELECT {DATASET_COLUMNS} FROM datasets
-             WHERE ($1 IS NULL OR unit_id = $1) AND ($2 IS NULL OR layer = $2)
-               AND ($3 IS NULL OR LOWER(name) LIKE $3 OR LOWER(title) LIKE $3
-                    OR LOWER(description) LIKE $3)
-             ORDER BY layer, unit_id, name
-             LIMIT $4 OFFSET $5"
+            "SELECT {DATASET_COLUMNS} FROM datasets WHERE {DATASET_FILTER}
+             ORDER BY layer, unit_id, name LIMIT $5 OFFSET $6"
         );
-        let rows = sqlx::query(&sql)
-            .bind(filter.unit_id.as_deref())
-            .bind(filter.layer.as_deref())
-            .bind(pattern)
+        let rows = bind_filter(sqlx::query(&sql), filter)
             .bind(filter.limit.unwrap_or(i64::MAX))
             .bind(filter.offset.unwrap_or(0))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(dataset_from_row).collect()
+    }
+
+    /// How many datasets match a filter (paging ignored).
+    pub async fn count_datasets(&self, filter: &DatasetFilter) -> Result<i64> {
+        let sql = format!("SELECT COUNT(*) FROM datasets WHERE {DATASET_FILTER}");
+        let row = bind_filter(sqlx::query(&sql), filter)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Counts of the datasets matching a filter, by unit, layer and open tier. Each facet ignores
+    /// its own criterion, so that the other values stay selectable.
+    pub async fn dataset_facets(&self, filter: &DatasetFilter) -> Result<DatasetFacets> {
+        let facet = |column: &'static str, f: DatasetFilter| async move {
+            let sql = format!(
+                "SELECT {column}, COUNT(*) FROM datasets WHERE {DATASET_FILTER}
+                 GROUP BY {column} ORDER BY COUNT(*) DESC, {column}"
+            );
+            let rows = bind_filter(sqlx::query(&sql), &f)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(FacetValue {
+                        value: r.try_get(0)?,
+                        count: r.try_get(1)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        let base = DatasetFilter {
+            limit: None,
+            offset: None,
+            ..filter.clone()
+        };
+        Ok(DatasetFacets {
+            units: facet(
+                "unit_id",
+                DatasetFilter {
+                    unit_id: None,
+                    ..base.clone()
+                },
+            )
+            .await?,
+            layers: facet(
+                "layer",
+                DatasetFilter {
+                    layer: None,
+                    ..base.clone()
+                },
+            )
+            .await?,
+            open_tiers: facet(
+                "open_tier",
+                DatasetFilter {
+                    open_tier: None,
+                    ..base
+                },
+            )
+            .await?,
+        })
+    }
+
+    /// Totals over the whole catalog.
+    pub async fn stats(&self) -> Result<CatalogStats> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM units), (SELECT COUNT(*) FROM systems),
+                    (SELECT COUNT(*) FROM datasets),
+                    (SELECT CAST(COALESCE(SUM(row_count), 0) AS BIGINT) FROM datasets),
+                    (SELECT COUNT(*) FROM runs),
+                    (SELECT COUNT(*) FROM runs WHERE status = 'failed')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(CatalogStats {
+            units: row.try_get(0)?,
+            systems: row.try_get(1)?,
+            datasets: row.try_get(2)?,
+            rows: row.try_get(3)?,
+            runs: row.try_get(4)?,
+            failed_runs: row.try_get(5)?,
+        })
+    }
+
+    /// Datasets and rows per unit, units without datasets included.
+    pub async fn rows_by_unit(&self) -> Result<Vec<UnitRows>> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.name, COUNT(d.id), CAST(COALESCE(SUM(d.row_count), 0) AS BIGINT)
+             FROM units u LEFT JOIN datasets d ON d.unit_id = u.id
+             GROUP BY u.id, u.name ORDER BY 4 DESC, u.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UnitRows {
+                    unit_id: r.try_get(0)?,
+                    unit_name: r.try_get(1)?,
+                    datasets: r.try_get(2)?,
+                    rows: r.try_get(3)?,
+                })
+            })
+            .collect()
     }
 
     /// Replaces a dataset's field list with the table's current schema, keeping the business
@@ -490,6 +609,32 @@ impl Catalog {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(run_from_row).collect()
+    }
+
+    /// The newest runs of all datasets, with the dataset each one loaded.
+    pub async fn recent_runs(&self, limit: i64) -> Result<Vec<RunSummary>> {
+        let cols: String = RUN_COLUMNS
+            .split(", ")
+            .map(|c| format!("r.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {cols}, d.layer AS d_layer, d.unit_id AS d_unit, d.name AS d_name, d.title AS d_title
+             FROM runs r JOIN datasets d ON d.id = r.dataset_id
+             ORDER BY r.started_at DESC, r.id DESC LIMIT $1"
+        );
+        let rows = sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunSummary {
+                    run: run_from_row(r)?,
+                    layer: r.try_get("d_layer")?,
+                    unit_id: r.try_get("d_unit")?,
+                    dataset: r.try_get("d_name")?,
+                    title: r.try_get("d_title")?,
+                })
+            })
+            .collect()
     }
 
     // ------------------------------------------------------------- profiles

@@ -314,6 +314,71 @@ async fn exercise(catalog: &Catalog) {
     let (run, profiles) = catalog.latest_profiles(ds.id).await.unwrap().unwrap();
     assert_eq!(run, run1);
     assert_eq!(profiles, vec![profile]);
+
+    // Totals, facets and the run feed for the console.
+    let stats = catalog.stats().await.unwrap();
+    assert_eq!(
+        stats,
+        CatalogStats {
+            units: 2,
+            systems: 1,
+            datasets: 2,
+            rows: 386,
+            runs: 2,
+            failed_runs: 1
+        }
+    );
+    let by_unit = catalog.rows_by_unit().await.unwrap();
+    assert_eq!(
+        by_unit
+            .iter()
+            .map(|u| (u.unit_id.as_str(), u.datasets, u.rows))
+            .collect::<Vec<_>>(),
+        [("minzheng", 1, 386), ("tongji", 1, 0)]
+    );
+    let filter = DatasetFilter {
+        search: Some("村居代码".into()),
+        ..DatasetFilter::default()
+    };
+    assert_eq!(
+        catalog.count_datasets(&filter).await.unwrap(),
+        1,
+        "field titles are searched"
+    );
+    let facets = catalog
+        .dataset_facets(&DatasetFilter {
+            unit_id: Some("tongji".into()),
+            ..DatasetFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        facets.units.len(),
+        2,
+        "the unit facet ignores the unit filter"
+    );
+    assert_eq!(
+        facets.open_tiers,
+        [FacetValue {
+            value: "open".into(),
+            count: 1
+        }]
+    );
+    let tiered = DatasetFilter {
+        open_tier: Some(OpenTier::Conditional),
+        ..DatasetFilter::default()
+    };
+    assert_eq!(catalog.count_datasets(&tiered).await.unwrap(), 1);
+    let feed = catalog.recent_runs(5).await.unwrap();
+    assert_eq!(feed.len(), 2);
+    assert_eq!(
+        (
+            feed[0].run.batch_id.as_str(),
+            feed[0].dataset.as_str(),
+            feed[0].title.as_str()
+        ),
+        ("b2", "villages", "松江区村居委会")
+    );
 }
 
 #[tokio::test]

@@ -117,7 +117,7 @@ pub struct NoProgress;
 impl Progress for NoProgress {}
 
 /// One output column as loaded.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ColumnReport {
     pub name: String,
     #[serde(rename = "type")]
@@ -130,7 +130,7 @@ pub struct ColumnReport {
 }
 
 /// The summary of a run, as printed and as recorded in the catalog.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunReport {
     pub run_id: i64,
     pub batch_id: String,

@@ -20,7 +20,7 @@ use crate::value::{
 };
 
 /// Where a column's type came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TypeOrigin {
     /// Inferred from the first rows of the input.
@@ -75,7 +75,7 @@ pub fn quarantine_schema() -> SchemaRef {
 }
 
 /// A row that could not be loaded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Rejected {
     pub source_file: String,
     pub line: i64,

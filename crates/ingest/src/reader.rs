@@ -42,7 +42,7 @@ pub trait Chunk: Send {
 }
 
 /// A line that is not data (title, note, source line) and was skipped, kept for the record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SkippedLine {
     pub line: i64,
     pub kind: &'static str,
@@ -50,7 +50,7 @@ pub struct SkippedLine {
 }
 
 /// What a reader found out about its file.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct FileReport {
     pub path: String,
     pub format: &'static str,
@@ -66,6 +66,7 @@ pub struct FileReport {
     pub header_line: i64,
     pub skipped: Vec<SkippedLine>,
     /// Header names that were changed to be usable (empty, duplicate, reserved).
+    #[schema(value_type = Vec<Vec<String>>)]
     pub renamed_columns: Vec<(String, String)>,
     pub bytes: u64,
 }

@@ -4,4 +4,5 @@ pub mod catalog;
 pub mod collect;
 pub mod demo;
 pub mod init;
+pub mod serve;
 pub mod sql;

@@ -17,6 +17,7 @@ pub struct Config {
     pub lake: LakeConfig,
     pub catalog: CatalogConfig,
     pub ingest: IngestConfig,
+    pub server: ServerSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +43,30 @@ pub struct IngestConfig {
     pub infer_rows: usize,
     /// Rows per record batch written to the lake.
     pub batch_rows: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address the HTTP server listens on.
+    pub bind: String,
+    /// Largest accepted upload, in MiB.
+    pub max_upload_mb: usize,
+    /// Most rows a SQL query returns through the API.
+    pub query_row_limit: usize,
+    /// Longest a SQL query may run through the API, in seconds.
+    pub query_timeout_secs: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            max_upload_mb: 512,
+            query_row_limit: 10_000,
+            query_timeout_secs: 60,
+        }
+    }
 }
 
 impl Default for LakeConfig {
@@ -93,6 +118,15 @@ url = "sqlite://catalog.db"
 infer_rows = 10000
 # Rows per record batch written to the lake.
 batch_rows = 32768
+
+[server]
+# Address of the web console and REST API (reservoir serve, reservoir demo).
+bind = "127.0.0.1:8080"
+# Largest accepted upload, in MiB.
+max_upload_mb = 512
+# Most rows and longest time (seconds) of a SQL query through the API.
+query_row_limit = 10000
+query_timeout_secs = 60
 "#;
 
 impl Config {
@@ -113,6 +147,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
+            bail!(
+                "server.bind {:?} is not an address like 127.0.0.1:8080",
+                self.server.bind
+            );
+        }
         if self.ingest.infer_rows == 0 || self.ingest.batch_rows == 0 {
             bail!("ingest.infer_rows and ingest.batch_rows must be positive");
         }
@@ -124,6 +164,24 @@ impl Config {
             bail!("catalog.url {url:?} must start with sqlite:// or postgres://");
         }
         Ok(())
+    }
+
+    /// Settings for the HTTP server.
+    pub fn server_config(&self) -> Result<reservoir_server::ServerConfig> {
+        Ok(reservoir_server::ServerConfig {
+            bind: self
+                .server
+                .bind
+                .parse()
+                .with_context(|| format!("server.bind {:?}", self.server.bind))?,
+            max_upload_bytes: self.server.max_upload_mb << 20,
+            query_row_limit: self.server.query_row_limit,
+            query_timeout: std::time::Duration::from_secs(self.server.query_timeout_secs),
+            capacity_bytes: self.lake.capacity_bytes,
+            upload_dir: None,
+            infer_rows: self.ingest.infer_rows,
+            batch_rows: self.ingest.batch_rows,
+        })
     }
 
     /// The lake folder, resolved against the home.

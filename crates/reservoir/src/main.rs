@@ -36,6 +36,8 @@ enum Command {
     Collect(Box<cmd::collect::Args>),
     /// Run a read-only SQL query over the lake.
     Sql(cmd::sql::Args),
+    /// Serve the web console and the REST API.
+    Serve(cmd::serve::Args),
     /// Look at the catalog: units, datasets, runs, profiles.
     #[command(subcommand)]
     Catalog(cmd::catalog::Command),
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => cmd::demo::run(home, args).await,
             Command::Collect(args) => cmd::collect::run(home, *args).await,
             Command::Sql(args) => cmd::sql::run(home, args).await,
+            Command::Serve(args) => cmd::serve::run(home, args).await,
             Command::Catalog(c) => cmd::catalog::run(home, c).await,
         }
     });

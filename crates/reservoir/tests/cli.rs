@@ -42,7 +42,7 @@ fn demo_collects_everything_and_answers_the_villages_question() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("demo");
     let out = ok(&Command::new(env!("CARGO_BIN_EXE_reservoir"))
-        .args(["demo"])
+        .args(["demo", "--no-serve"])
         .arg(&home)
         .output()
         .unwrap());
@@ -105,7 +105,7 @@ fn demo_collects_everything_and_answers_the_villages_question() {
 
     // Running the demo again reloads (overwrite) without duplicating anything.
     ok(&Command::new(env!("CARGO_BIN_EXE_reservoir"))
-        .args(["demo"])
+        .args(["demo", "--no-serve"])
         .arg(&home)
         .output()
         .unwrap());

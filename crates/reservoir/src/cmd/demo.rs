@@ -17,6 +17,14 @@ use crate::progress::Bar;
 pub struct Args {
     /// Folder of the demo home (default: --home, else ./reservoir-demo).
     dir: Option<PathBuf>,
+
+    /// Collect and exit instead of serving the console afterwards.
+    #[arg(long)]
+    no_serve: bool,
+
+    /// Address to serve the console on (default: server.bind, 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<std::net::SocketAddr>,
 }
 
 macro_rules! demo_file {

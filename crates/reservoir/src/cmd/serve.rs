@@ -1,0 +1,66 @@
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use reservoir_server::AppState;
+
+use crate::home::{self, Home};
+
+/// `reservoir serve`
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on (default: server.bind in reservoir.toml, 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<std::net::SocketAddr>,
+}
+
+pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
+    let home = Home::open(&home::resolve(home_flag)?).await?;
+    serve(&home, args.bind).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the console and API of `home` until Ctrl-C or SIGTERM.
+pub async fn serve(home: &Home, bind: Option<std::net::SocketAddr>) -> Result<()> {
+    let mut config = home.config.server_config()?;
+    if let Some(b) = bind {
+        config.bind = b;
+    }
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("listening on {}", config.bind))?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(home.lake.clone(), home.catalog.clone(), config);
+    println!("Reservoir console: http://{addr}/");
+    println!(
+        "REST API:          http://{addr}/api/v1/  (OpenAPI: http://{addr}/api/v1/openapi.json)"
+    );
+    println!("Press Ctrl-C to stop.");
+    reservoir_server::serve(state, listener, shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    println!("Stopped.");
+    home.catalog.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,102 @@
+//! The console in a real browser and the OpenAPI document against the running server.
+//!
+//! Runs `reservoir serve` over a demo home, then the Python checks in `tests/e2e/`: Playwright
+//! driving Debian's headless Chromium (screenshots kept under the target folder) and
+//! openapi-spec-validator + Schemathesis. Needs `chromium`, and `pip install playwright
+//! openapi-spec-validator schemathesis`; `.ci/run` installs them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use reservoir_testkit::workspace_root;
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM, so that the server shuts down gracefully; then make sure it is gone.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(home: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reservoir"))
+        .args(["--home"])
+        .arg(home)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start reservoir serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines
+        .next()
+        .expect("serve printed nothing")
+        .expect("read stdout");
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url }
+}
+
+fn python(script: &str, args: &[&str]) {
+    let path = workspace_root().join("tests/e2e").join(script);
+    let status = Command::new("python3").arg(&path).args(args).status().unwrap_or_else(|e| {
+        panic!("cannot run python3 ({e}); the browser and OpenAPI tests need python3 with playwright, openapi-spec-validator and schemathesis")
+    });
+    assert!(status.success(), "{script} failed ({status})");
+}
+
+#[test]
+fn console_in_chromium_and_openapi_conformance() {
+    assert!(
+        Path::new(&std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+            .exists(),
+        "the console test needs Chromium (apt-get install chromium) or CHROMIUM=/path/to/chrome"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_reservoir"))
+        .args(["demo", "--no-serve"])
+        .arg(&home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let server = serve(&home);
+    let shots: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    python("console.py", &[&server.url, shots.to_str().unwrap()]);
+    for page in [
+        "01-home",
+        "03-catalog-search",
+        "04-dataset",
+        "05-sql",
+        "06-upload",
+        "07-quarantine",
+    ] {
+        assert!(
+            shots.join(format!("{page}.png")).exists(),
+            "screenshot {page} missing"
+        );
+    }
+    python("openapi.py", &[&server.url]);
+}

@@ -1,0 +1,481 @@
+// Reservoir console: a single page over the REST API (/api/v1). Chinese first, English too.
+// No build step: plain ES2020, DOM built with el() so that data is never parsed as HTML.
+'use strict';
+
+const I18N = {
+  'zh-CN': {
+    brand: '公共数据平台', footer: 'Reservoir · 数据归集、编目、质量检测与共享',
+    'nav.home': '首页', 'nav.catalog': '数据目录', 'nav.sql': 'SQL 查询', 'nav.upload': '上传数据',
+    'home.title': '平台概览', 'home.units': '委办局', 'home.systems': '业务系统', 'home.datasets': '数据集',
+    'home.rows': '数据总量（行）', 'home.storage': '存储使用', 'home.of': '容量', 'home.runs': '采集批次',
+    'home.failed': '失败', 'home.byUnit': '各单位归集数据量', 'home.latest': '最近采集',
+    'run.time': '时间', 'run.dataset': '数据集', 'run.status': '状态', 'run.read': '读取', 'run.loaded': '入湖',
+    'run.quarantined': '隔离', 'run.mode': '方式', 'run.source': '来源', 'run.error': '错误',
+    'status.succeeded': '成功', 'status.failed': '失败', 'status.running': '进行中',
+    'catalog.title': '数据资源目录', 'catalog.search': '搜索数据集、字段或描述…', 'catalog.go': '搜索',
+    'catalog.allUnits': '全部单位', 'catalog.allLayers': '全部分层', 'catalog.allTiers': '全部开放属性',
+    'catalog.found': '共 {n} 个数据集', 'catalog.none': '没有找到匹配的数据集。', 'catalog.prev': '上一页', 'catalog.next': '下一页',
+    'ds.rows': '{n} 行', 'ds.unit': '责任单位', 'ds.freq': '更新频率', 'ds.sens': '敏感级别', 'ds.tier': '开放属性',
+    'ds.version': '表版本', 'ds.schema': '字段与画像', 'ds.sample': '样例数据', 'ds.runs': '采集记录',
+    'ds.field': '字段', 'ds.fieldTitle': '业务名称', 'ds.type': '类型', 'ds.nullRate': '空值率', 'ds.distinct': '不同值',
+    'ds.range': '最小 … 最大', 'ds.top': '高频值', 'ds.flags': '标记', 'ds.viewQuarantine': '查看隔离数据',
+    'ds.quarantineOf': '批次 #{id} 的隔离数据', 'ds.quarantineNone': '该批次没有隔离数据。', 'ds.allEmpty': '全空',
+    'ds.querySql': '用 SQL 查询', 'ds.noProfile': '尚无画像。',
+    'q.file': '文件', 'q.line': '行号', 'q.raw': '原始内容', 'q.reason': '原因',
+    'sql.title': 'SQL 查询', 'sql.run': '运行', 'sql.csv': '下载 CSV', 'sql.hint': 'Ctrl+Enter 运行 · 表名格式：分层.单位.数据集，例如 raw.minzheng.villages',
+    'sql.rows': '{n} 行', 'sql.truncated': '（已截断，仅显示前 {n} 行）', 'sql.ms': '{n} 毫秒', 'sql.examples': '示例：',
+    'up.title': '上传数据文件', 'up.unit': '单位标识', 'up.dataset': '数据集名称', 'up.mode': '写入方式',
+    'up.append': '追加', 'up.overwrite': '覆盖', 'up.encoding': '文件编码', 'up.auto': '自动识别', 'up.file': '文件',
+    'up.submit': '上传并归集', 'up.busy': '正在归集…', 'up.done': '归集完成', 'up.title2': '数据集标题（可选）',
+    'up.hint': '支持 CSV、TSV、XLSX、XLS、JSON、NDJSON；编码、分隔符、表头与说明行自动识别。',
+    'up.summary': '读取 {read} 行 = 入湖 {loaded} 行 + 隔离 {q} 行', 'up.open': '查看数据集', 'up.files': '文件',
+    'up.columns': '字段', 'up.skipped': '跳过的说明行',
+    'up.declare': '字段类型（可选）', 'up.columnsHint': '例如 常住人口=int64, 登记日期=date；不符合类型的行进入隔离区',
+    'freq.realtime': '实时', 'freq.hourly': '每小时', 'freq.daily': '每日', 'freq.weekly': '每周', 'freq.monthly': '每月',
+    'freq.quarterly': '每季度', 'freq.yearly': '每年', 'freq.irregular': '不定期',
+    'tier.open': '无条件开放', 'tier.conditional': '有条件开放', 'tier.closed': '非开放',
+    'layer.raw': '贴源层', 'layer.std': '标准层', 'layer.base': '基础库', 'layer.theme': '主题库', 'layer.topic': '专题库',
+    'layer.open': '开放层', 'layer.quarantine': '隔离区',
+    'err.load': '加载失败：', loading: '加载中…', 'null': '空',
+  },
+  en: {
+    brand: 'Public Data Platform', footer: 'Reservoir · collect, catalog, inspect and share public data',
+    'nav.home': 'Home', 'nav.catalog': 'Catalog', 'nav.sql': 'SQL', 'nav.upload': 'Upload',
+    'home.title': 'Overview', 'home.units': 'Units', 'home.systems': 'Systems', 'home.datasets': 'Datasets',
+    'home.rows': 'Rows', 'home.storage': 'Storage used', 'home.of': 'of', 'home.runs': 'Collection runs',
+    'home.failed': 'failed', 'home.byUnit': 'Rows collected per unit', 'home.latest': 'Latest runs',
+    'run.time': 'Time', 'run.dataset': 'Dataset', 'run.status': 'Status', 'run.read': 'Read', 'run.loaded': 'Loaded',
+    'run.quarantined': 'Quarantined', 'run.mode': 'Mode', 'run.source': 'Source', 'run.error': 'Error',
+    'status.succeeded': 'succeeded', 'status.failed': 'failed', 'status.running': 'running',
+    'catalog.title': 'Data catalog', 'catalog.search': 'Search datasets, fields or descriptions…', 'catalog.go': 'Search',
+    'catalog.allUnits': 'All units', 'catalog.allLayers': 'All layers', 'catalog.allTiers': 'All open tiers',
+    'catalog.found': '{n} datasets', 'catalog.none': 'No dataset matches.', 'catalog.prev': 'Previous', 'catalog.next': 'Next',
+    'ds.rows': '{n} rows', 'ds.unit': 'Owner', 'ds.freq': 'Updates', 'ds.sens': 'Sensitivity', 'ds.tier': 'Open tier',
+    'ds.version': 'Table version', 'ds.schema': 'Fields and profile', 'ds.sample': 'Sample rows', 'ds.runs': 'Collection runs',
+    'ds.field': 'Field', 'ds.fieldTitle': 'Business name', 'ds.type': 'Type', 'ds.nullRate': 'Null %', 'ds.distinct': 'Distinct',
+    'ds.range': 'Min … max', 'ds.top': 'Top values', 'ds.flags': 'Flags', 'ds.viewQuarantine': 'View quarantined rows',
+    'ds.quarantineOf': 'Quarantined rows of run #{id}', 'ds.quarantineNone': 'This run quarantined no rows.', 'ds.allEmpty': 'all empty',
+    'ds.querySql': 'Query with SQL', 'ds.noProfile': 'No profile yet.',
+    'q.file': 'File', 'q.line': 'Line', 'q.raw': 'Raw text', 'q.reason': 'Reason',
+    'sql.title': 'SQL workbench', 'sql.run': 'Run', 'sql.csv': 'Download CSV', 'sql.hint': 'Ctrl+Enter runs · tables are layer.unit.dataset, e.g. raw.minzheng.villages',
+    'sql.rows': '{n} rows', 'sql.truncated': ' (truncated to the first {n})', 'sql.ms': '{n} ms', 'sql.examples': 'Examples:',
+    'up.title': 'Upload a data file', 'up.unit': 'Unit id', 'up.dataset': 'Dataset name', 'up.mode': 'Mode',
+    'up.append': 'Append', 'up.overwrite': 'Overwrite', 'up.encoding': 'Encoding', 'up.auto': 'Detect', 'up.file': 'File',
+    'up.submit': 'Upload and collect', 'up.busy': 'Collecting…', 'up.done': 'Collected', 'up.title2': 'Dataset title (optional)',
+    'up.hint': 'CSV, TSV, XLSX, XLS, JSON and NDJSON; encoding, delimiter, header and note lines are detected.',
+    'up.summary': 'read {read} rows = loaded {loaded} + quarantined {q}', 'up.open': 'Open the dataset', 'up.files': 'Files',
+    'up.columns': 'Columns', 'up.skipped': 'Skipped note lines',
+    'up.declare': 'Column types (optional)', 'up.columnsHint': 'e.g. population=int64, registered=date; rows that do not fit are quarantined',
+    'freq.realtime': 'real time', 'freq.hourly': 'hourly', 'freq.daily': 'daily', 'freq.weekly': 'weekly', 'freq.monthly': 'monthly',
+    'freq.quarterly': 'quarterly', 'freq.yearly': 'yearly', 'freq.irregular': 'irregular',
+    'tier.open': 'open', 'tier.conditional': 'conditional', 'tier.closed': 'not open',
+    'layer.raw': 'raw', 'layer.std': 'standardized', 'layer.base': 'base', 'layer.theme': 'theme', 'layer.topic': 'topic',
+    'layer.open': 'open', 'layer.quarantine': 'quarantine',
+    'err.load': 'Could not load: ', loading: 'Loading…', 'null': 'NULL',
+  },
+};
+
+let lang = localStorage.getItem('reservoir.lang') || 'zh-CN';
+if (!I18N[lang]) lang = 'zh-CN';
+
+function t(key, vars) {
+  let s = (I18N[lang] && I18N[lang][key]) || I18N['zh-CN'][key] || key;
+  if (vars) for (const [k, v] of Object.entries(vars)) s = s.replaceAll('{' + k + '}', v);
+  return s;
+}
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+const fmt = (n) => new Intl.NumberFormat(lang).format(n);
+function bytes(n) {
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0; let v = n;
+  while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
+  return (i ? v.toFixed(1) : v) + ' ' + u[i];
+}
+const time = (s) => (s ? s.replace('T', ' ').replace(/\.\d+Z$/, ' UTC') : '');
+
+async function api(path, options) {
+  const r = await fetch('/api/v1' + path, options);
+  if (!r.ok) {
+    let msg = r.status + ' ' + r.statusText;
+    try { const body = await r.json(); msg = body.message || msg; } catch (_) { /* not JSON */ }
+    const err = new Error(msg); err.status = r.status; throw err;
+  }
+  return r.json();
+}
+
+function statusBadge(status) {
+  const cls = status === 'succeeded' ? 'ok' : status === 'failed' ? 'bad' : 'warn';
+  return el('span', { class: 'badge ' + cls, 'data-status': status }, t('status.' + status));
+}
+
+function tierBadge(tier) {
+  const cls = tier === 'open' ? 'ok' : tier === 'conditional' ? 'warn' : 'grey';
+  return el('span', { class: 'badge ' + cls }, t('tier.' + tier));
+}
+
+const dsHref = (layer, unit, name) => `#/dataset/${encodeURIComponent(layer)}/${encodeURIComponent(unit)}/${encodeURIComponent(name)}`;
+
+function resultTable(result, testid) {
+  const head = el('tr', {}, result.columns.map((c) => el('th', { title: c.data_type }, c.name)));
+  const body = result.rows.map((row) => el('tr', {}, row.map((v) => (v === null
+    ? el('td', { class: 'null' }, t('null'))
+    : el('td', { class: typeof v === 'number' ? 'num' : '' }, String(v))))));
+  return el('div', { class: 'scroll' }, el('table', { 'data-testid': testid }, el('thead', {}, head), el('tbody', {}, body)));
+}
+
+function showError(target, err) {
+  target.append(el('div', { class: 'error', 'data-testid': 'error' }, t('err.load') + err.message));
+}
+
+// ----------------------------------------------------------------------------------------------- pages
+
+async function pageHome(main) {
+  const s = await api('/stats');
+  const c = s.catalog;
+  const cap = s.storage.capacity_bytes;
+  const pct = cap ? Math.min(100, (s.storage.used_bytes / cap) * 100) : 0;
+  main.append(
+    el('h1', {}, t('home.title')),
+    el('div', { class: 'cards', 'data-testid': 'stats' },
+      card(t('home.units'), fmt(c.units)),
+      card(t('home.systems'), fmt(c.systems)),
+      card(t('home.datasets'), fmt(c.datasets)),
+      card(t('home.rows'), fmt(c.rows), null, 'stat-rows'),
+      card(t('home.storage'), bytes(s.storage.used_bytes), cap ? `${t('home.of')} ${bytes(cap)} · ${pct.toFixed(2)}%` : '', 'stat-storage', pct),
+      card(t('home.runs'), fmt(c.runs), c.failed_runs ? `${fmt(c.failed_runs)} ${t('home.failed')}` : ''),
+    ),
+  );
+  const chartBox = el('div', { class: 'chart', id: 'unit-chart', 'data-testid': 'unit-chart' });
+  main.append(el('div', { class: 'panel' }, el('h2', { style: 'margin-top:0' }, t('home.byUnit')), chartBox));
+  if (window.echarts) {
+    const chart = echarts.init(chartBox);
+    const units = s.units.slice().reverse();
+    chart.setOption({
+      grid: { left: 8, right: 48, top: 8, bottom: 8, containLabel: true },
+      tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' } },
+      xAxis: { type: 'value' },
+      yAxis: { type: 'category', data: units.map((u) => u.unit_name) },
+      series: [{ type: 'bar', data: units.map((u) => u.rows), itemStyle: { color: '#0b5cad' }, label: { show: true, position: 'right' } }],
+    });
+    window.addEventListener('resize', () => chart.resize(), { once: true });
+  }
+  main.append(el('h2', {}, t('home.latest')), runsTable(s.latest_runs, true));
+}
+
+function card(label, value, sub, testid, pct) {
+  return el('div', { class: 'card', 'data-testid': testid },
+    el('div', { class: 'label' }, label),
+    el('div', { class: 'value' }, value),
+    sub ? el('div', { class: 'sub' }, sub) : null,
+    pct !== undefined ? el('div', { class: 'bar' }, el('div', { style: `width:${Math.max(pct, 0.5)}%` })) : null);
+}
+
+function runsTable(runs, withDataset, onQuarantine) {
+  const head = el('tr', {},
+    el('th', {}, '#'), el('th', {}, t('run.time')),
+    withDataset ? el('th', {}, t('run.dataset')) : el('th', {}, t('run.source')),
+    el('th', {}, t('run.status')), el('th', { class: 'num' }, t('run.read')), el('th', { class: 'num' }, t('run.loaded')),
+    el('th', { class: 'num' }, t('run.quarantined')), el('th', {}, t('run.error')));
+  const rows = runs.map((r) => el('tr', { 'data-run': r.id },
+    el('td', {}, r.id),
+    el('td', {}, time(r.started_at)),
+    withDataset ? el('td', {}, el('a', { href: dsHref(r.layer, r.unit_id, r.dataset) }, r.title)) : el('td', {}, r.source),
+    el('td', {}, statusBadge(r.status)),
+    el('td', { class: 'num' }, fmt(r.counts.rows_read)),
+    el('td', { class: 'num' }, fmt(r.counts.rows_loaded)),
+    el('td', { class: 'num' }, r.counts.rows_quarantined && onQuarantine
+      ? el('a', { href: '#', 'data-testid': 'view-quarantine', onclick: (ev) => { ev.preventDefault(); onQuarantine(r); } }, fmt(r.counts.rows_quarantined) + ' · ' + t('ds.viewQuarantine'))
+      : fmt(r.counts.rows_quarantined)),
+    el('td', { class: 'muted' }, r.error || '')));
+  return el('div', { class: 'scroll' }, el('table', { 'data-testid': 'runs' }, el('thead', {}, head), el('tbody', {}, rows)));
+}
+
+async function pageCatalog(main, params) {
+  const q = params.get('q') || '';
+  const unit = params.get('unit') || '';
+  const layer = params.get('layer') || '';
+  const tier = params.get('tier') || '';
+  const offset = Number(params.get('offset') || 0);
+  const limit = 20;
+  const query = new URLSearchParams({ limit, offset });
+  if (q) query.set('q', q);
+  if (unit) query.set('unit', unit);
+  if (layer) query.set('layer', layer);
+  if (tier) query.set('open_tier', tier);
+  const [page, units] = await Promise.all([api('/datasets?' + query), api('/units')]);
+  const unitName = Object.fromEntries(units.map((u) => [u.id, u.name]));
+
+  const go = (changes) => {
+    const p = new URLSearchParams({ q, unit, layer, tier, ...changes });
+    for (const [k, v] of [...p.entries()]) if (!v || v === '0') p.delete(k);
+    location.hash = '#/catalog' + (p.toString() ? '?' + p : '');
+  };
+  const input = el('input', { type: 'search', value: q, placeholder: t('catalog.search'), 'data-testid': 'catalog-search', 'aria-label': t('catalog.search') });
+  const facetSelect = (values, current, all, label, key, testid) => el('select', {
+    'data-testid': testid, 'aria-label': all, onchange: (ev) => go({ [key]: ev.target.value, offset: 0 }),
+  }, el('option', { value: '' }, all), values.map((f) => el('option', { value: f.value, selected: f.value === current }, `${label(f.value)} (${f.count})`)));
+  main.append(
+    el('h1', {}, t('catalog.title')),
+    el('form', { class: 'search', onsubmit: (ev) => { ev.preventDefault(); go({ q: input.value.trim(), offset: 0 }); } },
+      input,
+      facetSelect(page.facets.units, unit, t('catalog.allUnits'), (v) => unitName[v] || v, 'unit', 'facet-unit'),
+      facetSelect(page.facets.layers, layer, t('catalog.allLayers'), (v) => t('layer.' + v), 'layer', 'facet-layer'),
+      facetSelect(page.facets.open_tiers, tier, t('catalog.allTiers'), (v) => t('tier.' + v), 'tier', 'facet-tier'),
+      el('button', { class: 'primary', type: 'submit' }, t('catalog.go'))),
+    el('div', { class: 'muted', 'data-testid': 'catalog-count' }, t('catalog.found', { n: fmt(page.total) })),
+  );
+  const list = el('div', { class: 'results', 'data-testid': 'catalog-results' });
+  if (!page.items.length) list.append(el('p', { class: 'muted' }, t('catalog.none')));
+  for (const d of page.items) {
+    list.append(el('div', { class: 'item' },
+      el('a', { class: 'title', href: dsHref(d.layer, d.unit_id, d.name) }, d.title),
+      el('div', { class: 'meta' },
+        el('code', {}, `${d.layer}.${d.unit_id}.${d.name}`),
+        el('span', {}, unitName[d.unit_id] || d.unit_id),
+        el('span', {}, t('ds.rows', { n: fmt(d.row_count) })),
+        el('span', {}, t('freq.' + d.update_frequency)),
+        tierBadge(d.open_tier)),
+      d.description ? el('div', { class: 'desc' }, d.description) : null));
+  }
+  main.append(list);
+  if (page.total > limit) {
+    main.append(el('div', { class: 'pager' },
+      el('button', { class: 'secondary', disabled: offset === 0, onclick: () => go({ offset: Math.max(0, offset - limit) }) }, t('catalog.prev')),
+      el('span', { class: 'muted' }, `${offset + 1}–${Math.min(offset + limit, page.total)} / ${page.total}`),
+      el('button', { class: 'secondary', disabled: offset + limit >= page.total, onclick: () => go({ offset: offset + limit }) }, t('catalog.next'))));
+  }
+}
+
+async function pageDataset(main, layer, unit, name) {
+  const base = `/datasets/${encodeURIComponent(layer)}/${encodeURIComponent(unit)}/${encodeURIComponent(name)}`;
+  const detail = await api(base);
+  const d = detail.dataset;
+  const qualified = `${d.layer}.${d.unit_id}.${d.name}`;
+  main.append(
+    el('h1', { 'data-testid': 'dataset-title' }, d.title),
+    el('div', { class: 'kv' },
+      el('code', {}, qualified),
+      tierBadge(d.open_tier),
+      el('span', { class: 'badge grey' }, t('layer.' + d.layer))),
+    d.description ? el('p', {}, d.description) : null,
+    el('div', { class: 'cards' },
+      card(t('ds.unit'), detail.unit_name || d.unit_id),
+      card(t('home.rows'), fmt(d.row_count), null, 'dataset-rows'),
+      card(t('ds.freq'), t('freq.' + d.update_frequency)),
+      card(t('ds.sens'), String(d.sensitivity)),
+      card(t('ds.version'), d.table_version === null ? '–' : String(d.table_version))),
+    el('div', { class: 'toolbar' },
+      el('a', { href: '#/sql?q=' + encodeURIComponent(`SELECT * FROM ${sqlName(d)} LIMIT 100`) }, t('ds.querySql'))),
+  );
+
+  // Fields with their profile.
+  main.append(el('h2', {}, t('ds.schema')));
+  const prof = Object.fromEntries((detail.profile ? detail.profile.columns : []).map((p) => [p.column_name, p]));
+  const head = el('tr', {}, [t('ds.field'), t('ds.fieldTitle'), t('ds.type'), t('ds.nullRate'), t('ds.distinct'), t('ds.range'), t('ds.top')]
+    .map((h, i) => el('th', { class: i === 3 || i === 4 ? 'num' : '' }, h)));
+  const rows = detail.fields.map((f) => {
+    const p = prof[f.name];
+    const nullRate = p && p.row_count ? ((p.null_count / p.row_count) * 100).toFixed(1) + '%' : '–';
+    const top = p ? p.top_values.slice(0, 3).map((v) => `${v.value === null ? t('null') : v.value} ×${fmt(v.count)}`).join('，') : '';
+    return el('tr', {},
+      el('td', {}, el('code', {}, f.name)),
+      el('td', {}, f.title, f.description ? el('div', { class: 'muted' }, f.description) : null),
+      el('td', {}, f.data_type, f.flags.includes('all_empty') ? el('span', { class: 'badge warn', style: 'margin-left:6px' }, t('ds.allEmpty')) : null),
+      el('td', { class: 'num' }, nullRate),
+      el('td', { class: 'num' }, p ? fmt(p.distinct_count) : '–'),
+      el('td', {}, p ? `${p.min_value ?? '–'} … ${p.max_value ?? '–'}` : '–'),
+      el('td', { class: 'top-values' }, top));
+  });
+  main.append(el('div', { class: 'scroll' }, el('table', { 'data-testid': 'schema' }, el('thead', {}, head), el('tbody', {}, rows))));
+  if (!detail.profile) main.append(el('p', { class: 'muted' }, t('ds.noProfile')));
+
+  // Sample rows.
+  main.append(el('h2', {}, t('ds.sample')));
+  const sampleBox = el('div', {}, el('p', { class: 'muted' }, t('loading')));
+  main.append(sampleBox);
+  api(base + '/sample?limit=20')
+    .then((r) => { sampleBox.replaceChildren(resultTable(r, 'sample')); })
+    .catch((err) => { sampleBox.replaceChildren(); showError(sampleBox, err); });
+
+  // Runs, with their quarantined rows on demand.
+  main.append(el('h2', {}, t('ds.runs')));
+  const qBox = el('div', { 'data-testid': 'quarantine' });
+  const showQuarantine = async (run) => {
+    qBox.replaceChildren(el('h2', {}, t('ds.quarantineOf', { id: run.id })), el('p', { class: 'muted' }, t('loading')));
+    try {
+      const r = await api(`/runs/${run.id}/quarantine?limit=200`);
+      r.columns = r.columns.map((c) => ({ ...c, name: { _source_file: t('q.file'), _source_row: t('q.line'), raw: t('q.raw'), reason: t('q.reason') }[c.name] || c.name }));
+      qBox.lastChild.replaceWith(r.rows.length ? resultTable(r, 'quarantine-rows') : el('p', {}, t('ds.quarantineNone')));
+    } catch (err) { showError(qBox, err); }
+  };
+  main.append(runsTable(detail.runs, false, showQuarantine), qBox);
+}
+
+function sqlName(d) {
+  const id = (s) => (/^[a-z_][a-z0-9_]*$/.test(s) ? s : '"' + s.replaceAll('"', '""') + '"');
+  return `${id(d.layer)}.${id(d.unit_id)}.${id(d.name)}`;
+}
+
+async function pageSql(main, params) {
+  const editor = el('textarea', { class: 'sql', spellcheck: 'false', 'data-testid': 'sql-editor', 'aria-label': 'SQL' });
+  editor.value = params.get('q') || localStorage.getItem('reservoir.sql') || 'SELECT 1';
+  const out = el('div', { 'data-testid': 'sql-result' });
+  const status = el('span', { class: 'muted', 'data-testid': 'sql-status' });
+  const run = async () => {
+    localStorage.setItem('reservoir.sql', editor.value);
+    out.replaceChildren(el('p', { class: 'muted' }, t('loading')));
+    status.textContent = '';
+    try {
+      const r = await api('/sql', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ sql: editor.value, limit: 1000 }) });
+      out.replaceChildren(resultTable(r, 'sql-table'));
+      status.textContent = t('sql.rows', { n: fmt(r.row_count) }) + (r.truncated ? t('sql.truncated', { n: fmt(r.row_count) }) : '') + ' · ' + t('sql.ms', { n: r.elapsed_ms });
+    } catch (err) { out.replaceChildren(); showError(out, err); }
+  };
+  const csv = async () => {
+    try {
+      const r = await fetch('/api/v1/sql', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ sql: editor.value, format: 'csv' }) });
+      if (!r.ok) { const b = await r.json(); throw new Error(b.message); }
+      const blob = await r.blob();
+      const a = el('a', { href: URL.createObjectURL(blob), download: 'query.csv' });
+      document.body.append(a); a.click(); a.remove();
+    } catch (err) { showError(out, err); }
+  };
+  editor.addEventListener('keydown', (ev) => { if ((ev.ctrlKey || ev.metaKey) && ev.key === 'Enter') { ev.preventDefault(); run(); } });
+  const chips = el('div', { class: 'chips' }, el('span', { class: 'muted' }, t('sql.examples')));
+  main.append(el('h1', {}, t('sql.title')), chips, editor,
+    el('div', { class: 'toolbar' },
+      el('button', { class: 'primary', onclick: run, 'data-testid': 'sql-run' }, t('sql.run')),
+      el('button', { class: 'secondary', onclick: csv, 'data-testid': 'sql-csv' }, t('sql.csv')),
+      status),
+    el('div', { class: 'muted', style: 'font-size:12px' }, t('sql.hint')),
+    out);
+  try {
+    const page = await api('/datasets?limit=6');
+    for (const d of page.items) {
+      const q = `SELECT * FROM ${sqlName(d)} LIMIT 100`;
+      chips.append(el('button', { class: 'chip', type: 'button', onclick: () => { editor.value = q; run(); } }, d.title));
+    }
+    if (!params.get('q') && !localStorage.getItem('reservoir.sql') && page.items.length) editor.value = `SELECT * FROM ${sqlName(page.items[0])} LIMIT 100`;
+  } catch (_) { /* examples are optional */ }
+  if (params.get('q')) run();
+}
+
+async function pageUpload(main) {
+  const units = await api('/units');
+  const unitList = el('datalist', { id: 'unit-ids' }, units.map((u) => el('option', { value: u.id }, u.name)));
+  const f = {
+    unit: el('input', { type: 'text', name: 'unit', list: 'unit-ids', required: true, 'data-testid': 'upload-unit', pattern: '[^\\/.\\s]+' }),
+    dataset: el('input', { type: 'text', name: 'dataset', required: true, 'data-testid': 'upload-dataset', pattern: '[^\\/.\\s]+' }),
+    title: el('input', { type: 'text', name: 'title', 'data-testid': 'upload-title' }),
+    columns: el('input', { type: 'text', name: 'column', 'data-testid': 'upload-columns', placeholder: t('up.columnsHint') }),
+    mode: el('select', { name: 'mode', 'data-testid': 'upload-mode' }, el('option', { value: 'append' }, t('up.append')), el('option', { value: 'overwrite' }, t('up.overwrite'))),
+    encoding: el('select', { name: 'encoding', 'data-testid': 'upload-encoding' }, el('option', { value: '' }, t('up.auto')),
+      ['utf-8', 'gbk', 'gb18030', 'utf-16le'].map((e) => el('option', { value: e }, e.toUpperCase()))),
+    file: el('input', { type: 'file', name: 'file', required: true, multiple: true, 'data-testid': 'upload-file', accept: '.csv,.tsv,.txt,.xlsx,.xls,.xlsm,.json,.ndjson,.jsonl' }),
+  };
+  const submit = el('button', { class: 'primary', type: 'submit', 'data-testid': 'upload-submit' }, t('up.submit'));
+  const out = el('div', { 'data-testid': 'upload-result' });
+  const form = el('form', { class: 'upload', onsubmit: async (ev) => {
+    ev.preventDefault();
+    const body = new FormData();
+    for (const file of f.file.files) body.append('file', file, file.name);
+    body.append('mode', f.mode.value);
+    if (f.encoding.value) body.append('encoding', f.encoding.value);
+    if (f.title.value) body.append('title', f.title.value);
+    if (f.columns.value.trim()) body.append('column', f.columns.value);
+    submit.disabled = true; submit.textContent = t('up.busy');
+    out.replaceChildren();
+    try {
+      const r = await api(`/datasets/raw/${encodeURIComponent(f.unit.value)}/${encodeURIComponent(f.dataset.value)}/upload`, { method: 'POST', body });
+      out.append(runSummary(r));
+    } catch (err) { showError(out, err); } finally { submit.disabled = false; submit.textContent = t('up.submit'); }
+  } },
+  el('label', {}, t('up.unit')), f.unit,
+  el('label', {}, t('up.dataset')), f.dataset,
+  el('label', {}, t('up.title2')), f.title,
+  el('label', {}, t('up.declare')), f.columns,
+  el('label', {}, t('up.mode')), f.mode,
+  el('label', {}, t('up.encoding')), f.encoding,
+  el('label', {}, t('up.file')), f.file,
+  el('span', {}), submit);
+  main.append(el('h1', {}, t('up.title')), el('p', { class: 'muted' }, t('up.hint')), unitList, form, out);
+}
+
+function runSummary(r) {
+  const [, unit, name] = r.table.split('.');
+  const c = r;
+  return el('div', { class: 'panel', 'data-testid': 'run-summary' },
+    el('h2', { style: 'margin-top:0' }, t('up.done'), ' ', statusBadge(r.status), ' ', el('code', {}, r.table)),
+    el('p', { class: 'counts', 'data-testid': 'run-counts' }, t('up.summary', { read: fmt(c.rows_read), loaded: fmt(c.rows_loaded), q: fmt(c.rows_quarantined) })),
+    el('h2', {}, t('up.files')),
+    el('ul', {}, r.files.map((f) => el('li', {}, `${f.path} · ${f.format}${f.encoding ? ' · ' + f.encoding : ''}${f.delimiter ? ' · ' + JSON.stringify(f.delimiter) : ''} · ${bytes(f.bytes)}`,
+      f.skipped.length ? el('div', { class: 'muted' }, t('up.skipped') + '：' + f.skipped.map((s) => s.text).join(' / ')) : null))),
+    el('h2', {}, t('up.columns')),
+    el('p', {}, r.columns.map((col) => `${col.name} (${col.type})`).join('，')),
+    r.rejected_sample.length ? el('div', {}, el('h2', {}, t('run.quarantined')), resultTable({
+      columns: [{ name: t('q.file') }, { name: t('q.line') }, { name: t('q.raw') }, { name: t('q.reason') }],
+      rows: r.rejected_sample.map((x) => [x.source_file, x.line, x.raw, x.reason]),
+    }, 'upload-rejected')) : null,
+    el('p', {}, el('a', { href: dsHref('raw', unit, name), 'data-testid': 'upload-open' }, t('up.open'))));
+}
+
+// ---------------------------------------------------------------------------------------------- router
+
+function applyStaticText() {
+  document.documentElement.lang = lang;
+  for (const e of document.querySelectorAll('[data-i18n]')) e.textContent = t(e.dataset.i18n);
+  for (const b of document.querySelectorAll('[data-lang]')) b.classList.toggle('on', b.dataset.lang === lang);
+  document.title = 'Reservoir · ' + t('brand');
+}
+
+async function route() {
+  const hash = location.hash.replace(/^#/, '') || '/';
+  const [path, query] = hash.split('?');
+  const params = new URLSearchParams(query || '');
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  const page = parts[0] || 'home';
+  for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.page === (page === 'dataset' ? 'catalog' : page));
+  const main = document.getElementById('main');
+  main.replaceChildren();
+  main.dataset.page = page;
+  try {
+    if (page === 'home') await pageHome(main);
+    else if (page === 'catalog') await pageCatalog(main, params);
+    else if (page === 'dataset' && parts.length === 4) await pageDataset(main, parts[1], parts[2], parts[3]);
+    else if (page === 'sql') await pageSql(main, params);
+    else if (page === 'upload') await pageUpload(main);
+    else showError(main, new Error('#' + hash));
+  } catch (err) {
+    showError(main, err);
+  }
+  main.dataset.ready = 'true';
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  for (const b of document.querySelectorAll('[data-lang]')) {
+    b.addEventListener('click', () => {
+      lang = b.dataset.lang;
+      localStorage.setItem('reservoir.lang', lang);
+      applyStaticText();
+      route();
+    });
+  }
+  applyStaticText();
+  window.addEventListener('hashchange', route);
+  route();
+});

@@ -1,0 +1,88 @@
+//! REST API under `/api/v1`, documented by the OpenAPI document at `/api/v1/openapi.json`.
+
+mod catalog;
+mod query;
+mod upload;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use utoipa::OpenApi;
+
+use crate::AppState;
+
+/// The OpenAPI document, generated from the handlers and types.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Reservoir API",
+        description = "REST API of Reservoir, a district's public data platform: the catalog of \
+units, systems and datasets, collection runs and their quarantined rows, sample rows, read-only \
+SQL over the lake, and file upload into a dataset.\n\nErrors are JSON `{\"code\", \"message\"}` \
+with codes bad_request, invalid_sql, read_only, query_failed, invalid_file (400), not_found (404), \
+timeout (408), payload_too_large (413) and internal (500).",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        catalog::stats,
+        catalog::units,
+        catalog::unit,
+        catalog::systems,
+        catalog::datasets,
+        catalog::dataset,
+        catalog::dataset_sample,
+        catalog::dataset_runs,
+        catalog::runs,
+        catalog::run,
+        catalog::run_quarantine,
+        query::sql,
+        upload::upload,
+        openapi_json,
+    ),
+    components(schemas(crate::ErrorBody)),
+    tags(
+        (name = "catalog", description = "Units, systems, datasets, runs"),
+        (name = "query", description = "Read-only SQL over the lake"),
+        (name = "collect", description = "Uploading files into datasets"),
+    )
+)]
+pub struct ApiDoc;
+
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let upload_limit = state.config().max_upload_bytes;
+    Router::new()
+        .route("/openapi.json", get(openapi_json))
+        .route("/stats", get(catalog::stats))
+        .route("/units", get(catalog::units))
+        .route("/units/{id}", get(catalog::unit))
+        .route("/systems", get(catalog::systems))
+        .route("/datasets", get(catalog::datasets))
+        .route("/datasets/{layer}/{unit}/{name}", get(catalog::dataset))
+        .route(
+            "/datasets/{layer}/{unit}/{name}/sample",
+            get(catalog::dataset_sample),
+        )
+        .route(
+            "/datasets/{layer}/{unit}/{name}/runs",
+            get(catalog::dataset_runs),
+        )
+        .route("/runs", get(catalog::runs))
+        .route("/runs/{id}", get(catalog::run))
+        .route("/runs/{id}/quarantine", get(catalog::run_quarantine))
+        .route("/sql", post(query::sql))
+        .route(
+            "/datasets/{layer}/{unit}/{name}/upload",
+            post(upload::upload).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+}
+
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "catalog",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
+)]
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}

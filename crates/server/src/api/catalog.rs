@@ -1,0 +1,408 @@
+//! Catalog endpoints: units, systems, datasets, runs, samples and quarantined rows.
+
+use axum::Json;
+use axum::extract::State;
+use reservoir_catalog::{
+    CatalogStats, ColumnProfile, Dataset, DatasetFacets, DatasetFilter, Field, OpenTier, Run,
+    RunSummary, System, Unit, UnitRows,
+};
+use reservoir_lake::{Layer, TableRef};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::query::{QueryResult, quote_ident, quote_literal, run_query, to_result};
+use crate::error::{ApiError, ApiResult};
+use crate::{ApiPath, ApiQuery, AppState};
+
+/// Storage used by the lake against its capacity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Storage {
+    pub used_bytes: u64,
+    /// The configured capacity, or the size of the disk holding the lake.
+    pub capacity_bytes: u64,
+}
+
+/// What the console's home page shows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stats {
+    pub catalog: CatalogStats,
+    pub storage: Storage,
+    /// Datasets and rows per unit, most rows first.
+    pub units: Vec<UnitRows>,
+    /// The newest collection runs.
+    pub latest_runs: Vec<RunSummary>,
+}
+
+/// Platform totals, storage, rows per unit and the latest runs.
+#[utoipa::path(get, path = "/api/v1/stats", tag = "catalog", responses((status = 200, body = Stats)))]
+pub(crate) async fn stats(State(state): State<AppState>) -> ApiResult<Json<Stats>> {
+    let catalog = state.catalog();
+    let lake = state.lake().clone();
+    let configured = state.config().capacity_bytes;
+    let storage = tokio::task::spawn_blocking(move || {
+        let used = lake.disk_usage();
+        let capacity = if configured > 0 {
+            configured
+        } else {
+            lake.local_root()
+                .and_then(|p| fs4::total_space(p).ok())
+                .unwrap_or(0)
+        };
+        Storage {
+            used_bytes: used,
+            capacity_bytes: capacity,
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(Stats {
+        catalog: catalog.stats().await?,
+        storage,
+        units: catalog.rows_by_unit().await?,
+        latest_runs: catalog.recent_runs(10).await?,
+    }))
+}
+
+/// All units.
+#[utoipa::path(get, path = "/api/v1/units", tag = "catalog", responses((status = 200, body = Vec<Unit>)))]
+pub(crate) async fn units(State(state): State<AppState>) -> ApiResult<Json<Vec<Unit>>> {
+    Ok(Json(state.catalog().units().await?))
+}
+
+/// A unit with its systems and datasets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnitDetail {
+    pub unit: Unit,
+    pub systems: Vec<System>,
+    pub datasets: Vec<Dataset>,
+}
+
+/// One unit.
+#[utoipa::path(
+    get,
+    path = "/api/v1/units/{id}",
+    tag = "catalog",
+    params(("id" = String, Path, description = "Unit id")),
+    responses((status = 200, body = UnitDetail), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody))
+)]
+pub(crate) async fn unit(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<UnitDetail>> {
+    let catalog = state.catalog();
+    let unit = catalog
+        .unit(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("unit {id:?} is not in the catalog")))?;
+    Ok(Json(UnitDetail {
+        systems: catalog.systems(Some(&id)).await?,
+        datasets: catalog
+            .datasets(&DatasetFilter {
+                unit_id: Some(id.clone()),
+                ..DatasetFilter::default()
+            })
+            .await?,
+        unit,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SystemsQuery {
+    /// Only this unit's systems.
+    unit: Option<String>,
+}
+
+/// Source systems.
+#[utoipa::path(get, path = "/api/v1/systems", tag = "catalog", params(SystemsQuery), responses((status = 200, body = Vec<System>), (status = 400, body = crate::ErrorBody)))]
+pub(crate) async fn systems(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<SystemsQuery>,
+) -> ApiResult<Json<Vec<System>>> {
+    Ok(Json(state.catalog().systems(q.unit.as_deref()).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DatasetsQuery {
+    /// Text to find in names, titles, descriptions and field names (Chinese works as typed).
+    q: Option<String>,
+    unit: Option<String>,
+    layer: Option<String>,
+    /// open, conditional or closed.
+    open_tier: Option<String>,
+    /// Page size, 1–500 (default 50).
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// A page of datasets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatasetPage {
+    /// Datasets matching the filter, over all pages.
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+    pub items: Vec<Dataset>,
+    pub facets: DatasetFacets,
+}
+
+/// Search and list datasets, with facets by unit, layer and open tier.
+#[utoipa::path(get, path = "/api/v1/datasets", tag = "catalog", params(DatasetsQuery),
+    responses((status = 200, body = DatasetPage), (status = 400, body = crate::ErrorBody)))]
+pub(crate) async fn datasets(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<DatasetsQuery>,
+) -> ApiResult<Json<DatasetPage>> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit}: expected 1 to 500"
+        )));
+    }
+    let offset = q.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::bad_request(format!(
+            "offset {offset}: expected 0 or more"
+        )));
+    }
+    let open_tier = match q.open_tier.as_deref().filter(|s| !s.is_empty()) {
+        Some(t) => Some(t.parse::<OpenTier>()?),
+        None => None,
+    };
+    let filter = DatasetFilter {
+        unit_id: q.unit.filter(|s| !s.is_empty()),
+        layer: q.layer.filter(|s| !s.is_empty()),
+        open_tier,
+        search: q.q.filter(|s| !s.trim().is_empty()),
+        limit: Some(limit),
+        offset: Some(offset),
+    };
+    let catalog = state.catalog();
+    Ok(Json(DatasetPage {
+        total: catalog.count_datasets(&filter).await?,
+        limit,
+        offset,
+        items: catalog.datasets(&filter).await?,
+        facets: catalog.dataset_facets(&filter).await?,
+    }))
+}
+
+/// A dataset's profile and the run it was computed after.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Profile {
+    pub run_id: i64,
+    pub columns: Vec<ColumnProfile>,
+}
+
+/// Everything the dataset page shows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatasetDetail {
+    pub dataset: Dataset,
+    pub unit_name: String,
+    pub fields: Vec<Field>,
+    pub profile: Option<Profile>,
+    /// The newest runs, newest first.
+    pub runs: Vec<Run>,
+    /// Name of the quarantine table, if any row of this dataset was ever quarantined.
+    pub quarantine_table: Option<String>,
+}
+
+async fn find_dataset(state: &AppState, layer: &str, unit: &str, name: &str) -> ApiResult<Dataset> {
+    state
+        .catalog()
+        .dataset(layer, unit, name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "dataset {layer}.{unit}.{name} is not in the catalog"
+            ))
+        })
+}
+
+/// One dataset: description, schema, profile, runs.
+#[utoipa::path(
+    get,
+    path = "/api/v1/datasets/{layer}/{unit}/{name}",
+    tag = "catalog",
+    params(("layer" = String, Path, example = "raw"), ("unit" = String, Path, example = "minzheng"), ("name" = String, Path, example = "villages")),
+    responses((status = 200, body = DatasetDetail), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody))
+)]
+pub(crate) async fn dataset(
+    State(state): State<AppState>,
+    ApiPath((layer, unit, name)): ApiPath<(String, String, String)>,
+) -> ApiResult<Json<DatasetDetail>> {
+    let d = find_dataset(&state, &layer, &unit, &name).await?;
+    let catalog = state.catalog();
+    let unit_name = catalog
+        .unit(&d.unit_id)
+        .await?
+        .map(|u| u.name)
+        .unwrap_or_default();
+    let quarantine = match layer.parse::<Layer>() {
+        Ok(l) => {
+            let q = TableRef::new(l, &unit, &name).in_layer(Layer::Quarantine);
+            match state.lake().open(&q).await {
+                Ok(Some(_)) => Some(q.to_string()),
+                Ok(None) => None,
+                Err(e) => return Err(ApiError::internal(e)),
+            }
+        }
+        Err(_) => None,
+    };
+    Ok(Json(DatasetDetail {
+        fields: catalog.fields(d.id).await?,
+        profile: catalog
+            .latest_profiles(d.id)
+            .await?
+            .map(|(run_id, columns)| Profile { run_id, columns }),
+        runs: catalog.runs(Some(d.id), 20).await?,
+        quarantine_table: quarantine,
+        unit_name,
+        dataset: d,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LimitQuery {
+    /// Rows to return (default 20, at most the server's row limit).
+    limit: Option<usize>,
+}
+
+/// The first rows of a dataset (in load order).
+#[utoipa::path(
+    get,
+    path = "/api/v1/datasets/{layer}/{unit}/{name}/sample",
+    tag = "catalog",
+    params(("layer" = String, Path, example = "raw"), ("unit" = String, Path, example = "minzheng"), ("name" = String, Path, example = "villages"), LimitQuery),
+    responses((status = 200, body = QueryResult), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody))
+)]
+pub(crate) async fn dataset_sample(
+    State(state): State<AppState>,
+    ApiPath((layer, unit, name)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<LimitQuery>,
+) -> ApiResult<Json<QueryResult>> {
+    let d = find_dataset(&state, &layer, &unit, &name).await?;
+    let table = format!(
+        "{}.{}.{}",
+        quote_ident(&d.layer),
+        quote_ident(&d.unit_id),
+        quote_ident(&d.name)
+    );
+    let limit = q.limit.unwrap_or(20);
+    let (batches, truncated, elapsed) =
+        run_query(&state, &format!("SELECT * FROM {table}"), Some(limit)).await?;
+    Ok(Json(to_result(&batches, None, truncated, elapsed)?))
+}
+
+/// A dataset's runs, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/datasets/{layer}/{unit}/{name}/runs",
+    tag = "catalog",
+    params(("layer" = String, Path, example = "raw"), ("unit" = String, Path, example = "minzheng"), ("name" = String, Path, example = "villages"), LimitQuery),
+    responses((status = 200, body = Vec<Run>), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody))
+)]
+pub(crate) async fn dataset_runs(
+    State(state): State<AppState>,
+    ApiPath((layer, unit, name)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<LimitQuery>,
+) -> ApiResult<Json<Vec<Run>>> {
+    let d = find_dataset(&state, &layer, &unit, &name).await?;
+    Ok(Json(
+        state
+            .catalog()
+            .runs(Some(d.id), q.limit.unwrap_or(50) as i64)
+            .await?,
+    ))
+}
+
+/// The newest collection runs of all datasets.
+#[utoipa::path(get, path = "/api/v1/runs", tag = "catalog", params(LimitQuery), responses((status = 200, body = Vec<RunSummary>), (status = 400, body = crate::ErrorBody)))]
+pub(crate) async fn runs(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<LimitQuery>,
+) -> ApiResult<Json<Vec<RunSummary>>> {
+    Ok(Json(
+        state
+            .catalog()
+            .recent_runs(q.limit.unwrap_or(50).min(1000) as i64)
+            .await?,
+    ))
+}
+
+async fn find_run(state: &AppState, id: i64) -> ApiResult<(Run, Dataset)> {
+    let run = state
+        .catalog()
+        .run(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run {id} is not in the catalog")))?;
+    let d = state
+        .catalog()
+        .dataset_by_id(run.dataset_id)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("run {id} refers to a missing dataset")))?;
+    Ok((run, d))
+}
+
+/// One run.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}",
+    tag = "catalog",
+    params(("id" = i64, Path, description = "Run id")),
+    responses((status = 200, body = RunSummary), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody))
+)]
+pub(crate) async fn run(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<RunSummary>> {
+    let (run, d) = find_run(&state, id).await?;
+    Ok(Json(RunSummary {
+        run,
+        layer: d.layer,
+        unit_id: d.unit_id,
+        dataset: d.name,
+        title: d.title,
+    }))
+}
+
+/// The rows a run could not load, with their raw text and the reason.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}/quarantine",
+    tag = "catalog",
+    params(("id" = i64, Path, description = "Run id"), LimitQuery),
+    responses((status = 200, body = QueryResult), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody))
+)]
+pub(crate) async fn run_quarantine(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(q): ApiQuery<LimitQuery>,
+) -> ApiResult<Json<QueryResult>> {
+    let (run, d) = find_run(&state, id).await?;
+    if run.counts.rows_quarantined == 0 {
+        let schema = reservoir_ingest::convert::quarantine_schema()
+            .project(&[2, 3, 4, 5])
+            .map_err(ApiError::internal)?;
+        return Ok(Json(to_result(
+            &[],
+            Some(std::sync::Arc::new(schema)),
+            false,
+            0,
+        )?));
+    }
+    let table = format!(
+        "quarantine.{}.{}",
+        quote_ident(&d.unit_id),
+        quote_ident(&d.name)
+    );
+    let sql = format!(
+        "SELECT _source_file, _source_row, raw, reason FROM {table} WHERE _batch = {} ORDER BY _source_file, _source_row",
+        quote_literal(&run.batch_id)
+    );
+    let (batches, truncated, elapsed) =
+        run_query(&state, &sql, Some(q.limit.unwrap_or(100))).await?;
+    Ok(Json(to_result(&batches, None, truncated, elapsed)?))
+}

@@ -1,0 +1,199 @@
+//! The platform's HTTP server: web console, REST API, health and metrics.
+//!
+//! ```text
+//!  browser ─► /            console (zh-CN / English), static assets embedded in the binary
+//!  client  ─► /api/v1/…    REST API (OpenAPI document at /api/v1/openapi.json)
+//!  probes  ─► /healthz, /metrics (Prometheus)
+//!                 │
+//!                 ▼
+//!            AppState: catalog, lake, collector, query limits
+//! ```
+//!
+//! Build a router with [`app`], run it with [`serve`]. Handlers see the catalog and the query
+//! engine only through their crates' APIs; every error leaves as `{"code", "message"}`.
+
+mod api;
+mod console;
+mod error;
+mod metrics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use reservoir_catalog::Catalog;
+use reservoir_ingest::Collector;
+use reservoir_lake::Lake;
+use tower_http::trace::TraceLayer;
+
+pub use api::ApiDoc;
+pub use error::{ApiError, ApiResult, ErrorBody};
+
+/// Limits and settings of the server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: usize,
+    /// Most rows a SQL query returns through the API.
+    pub query_row_limit: usize,
+    /// Longest a SQL query may run.
+    pub query_timeout: Duration,
+    /// Storage capacity reported next to usage; 0 = the disk's size.
+    pub capacity_bytes: u64,
+    /// Where uploads are staged before collection (default: the system's temp folder).
+    pub upload_dir: Option<PathBuf>,
+    /// Collection settings for uploads.
+    pub infer_rows: usize,
+    pub batch_rows: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_upload_bytes: 512 << 20,
+            query_row_limit: 10_000,
+            query_timeout: Duration::from_secs(60),
+            capacity_bytes: 0,
+            upload_dir: None,
+            infer_rows: 10_000,
+            batch_rows: 32_768,
+        }
+    }
+}
+
+/// Shared state of all handlers. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    lake: Lake,
+    catalog: Catalog,
+    collector: Collector,
+    config: ServerConfig,
+    metrics: metrics::Metrics,
+}
+
+impl AppState {
+    pub fn new(lake: Lake, catalog: Catalog, config: ServerConfig) -> Self {
+        let collector = Collector::new(lake.clone(), catalog.clone());
+        Self(Arc::new(Inner {
+            lake,
+            catalog,
+            collector,
+            config,
+            metrics: metrics::Metrics::new(),
+        }))
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.0.catalog
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.0.lake
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.0.config
+    }
+
+    fn collector(&self) -> &Collector {
+        &self.0.collector
+    }
+
+    fn metrics(&self) -> &metrics::Metrics {
+        &self.0.metrics
+    }
+}
+
+/// The whole application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .nest("/api/v1", api::router(&state))
+        .merge(console::router())
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/metrics", axum::routing::get(metrics::render))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let route = req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default();
+                tracing::info_span!("http", method = %req.method(), uri = %req.uri(), route)
+            }),
+        )
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes open requests.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    match state.catalog().ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ok"})),
+        ),
+        Err(e) => {
+            tracing::error!("health check: catalog unreachable: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "unavailable", "catalog": "unreachable"})),
+            )
+        }
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no such page or endpoint: {}", uri.path()))
+}
+
+/// `Json` with errors in the API's format.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub(crate) struct ApiJson<T>(pub T);
+
+/// `Query` with errors in the API's format.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub(crate) struct ApiQuery<T>(pub T);
+
+/// `Multipart` with errors in the API's format.
+pub(crate) struct ApiMultipart(pub axum::extract::Multipart);
+
+impl<S: Send + Sync> FromRequest<S> for ApiMultipart {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            axum::extract::Multipart::from_request(req, state).await?,
+        ))
+    }
+}
+
+/// `Path` with errors in the API's format.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct ApiPath<T>(pub T);

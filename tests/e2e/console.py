@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Drives the Reservoir console in headless Chromium (Debian's chromium, via Playwright).
+
+usage: console.py BASE_URL SCREENSHOT_DIR
+
+Expects a server over the demo home (`reservoir demo`). Walks the home page, the language switch,
+a Chinese catalog search, a dataset page, the SQL workbench (with CSV download), an upload of a
+GBK CSV and the quarantined rows it produced. Saves a screenshot of every page. Exits non-zero on
+the first failed check or on any JavaScript error in the page.
+"""
+import os
+import sys
+import tempfile
+
+from playwright.sync_api import expect, sync_playwright
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def main(base, shots):
+    os.makedirs(shots, exist_ok=True)
+    errors = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        ctx = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", accept_downloads=True)
+        page = ctx.new_page()
+        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+        page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        expect.set_options(timeout=15_000)
+
+        def ready(hash_):
+            page.goto(f"{base}/{hash_}")
+            page.wait_for_selector("main[data-ready=true]")
+
+        # Home: totals, the chart, the latest runs.
+        ready("#/")
+        expect(page.get_by_test_id("stats")).to_contain_text("数据集")
+        rows = page.get_by_test_id("stat-rows").locator(".value").inner_text()
+        assert int(rows.replace(",", "")) > 2000, rows
+        expect(page.locator("#unit-chart canvas")).to_have_count(1)
+        expect(page.get_by_test_id("runs")).to_contain_text("松江区村居委会")
+        page.screenshot(path=f"{shots}/01-home.png", full_page=True)
+
+        # English, then back to Chinese.
+        page.click("#lang-en")
+        expect(page.locator("#nav")).to_contain_text("Catalog")
+        expect(page.get_by_test_id("stats")).to_contain_text("Datasets")
+        page.screenshot(path=f"{shots}/02-home-en.png", full_page=True)
+        page.click("#lang-zh")
+        expect(page.locator("#nav")).to_contain_text("数据目录")
+
+        # Catalog search on a Chinese word.
+        ready("#/catalog")
+        page.get_by_test_id("catalog-search").fill("村居")
+        page.get_by_test_id("catalog-search").press("Enter")
+        page.wait_for_url("**/#/catalog?q=*")
+        page.wait_for_selector("main[data-ready=true]")
+        results = page.get_by_test_id("catalog-results")
+        expect(results).to_contain_text("松江区村居委会")
+        expect(page.get_by_test_id("catalog-count")).to_contain_text("1")
+        page.screenshot(path=f"{shots}/03-catalog-search.png", full_page=True)
+
+        # The dataset page: schema with business names, profile, sample rows, runs.
+        results.get_by_role("link", name="松江区村居委会").click()
+        page.wait_for_url("**/#/dataset/raw/minzheng/villages")
+        page.wait_for_selector("main[data-ready=true]")
+        expect(page.get_by_test_id("dataset-title")).to_have_text("松江区村居委会")
+        expect(page.get_by_test_id("schema")).to_contain_text("所属街镇代码")
+        expect(page.get_by_test_id("sample").locator("tbody tr")).to_have_count(20)
+        expect(page.get_by_test_id("runs")).to_contain_text("386")
+        page.screenshot(path=f"{shots}/04-dataset.png", full_page=True)
+
+        # SQL workbench: villages per street, then a CSV download.
+        ready("#/sql")
+        page.get_by_test_id("sql-editor").fill(
+            'SELECT s.name AS street, count(*) AS villages FROM minzheng.streets s '
+            'JOIN minzheng.villages v ON v."streetCode" = s.code GROUP BY s.name ORDER BY villages DESC')
+        page.get_by_test_id("sql-run").click()
+        table = page.get_by_test_id("sql-table")
+        expect(table.locator("tbody tr")).to_have_count(20)
+        expect(page.get_by_test_id("sql-status")).to_contain_text("20")
+        page.screenshot(path=f"{shots}/05-sql.png", full_page=True)
+        with page.expect_download() as dl:
+            page.get_by_test_id("sql-csv").click()
+        csv_path = dl.value.path()
+        text = open(csv_path, encoding="utf-8-sig").read()
+        assert text.splitlines()[0] == "street,villages", text[:80]
+        assert len(text.splitlines()) == 21, text
+
+        # Upload a GBK CSV with one bad row and see the run summary.
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "街道人口.csv")
+            with open(path, "w", encoding="gbk", newline="") as f:
+                f.write("街道,常住人口,备注\n岳阳街道,12000,\n永丰街道,9000,新建小区\n方松街道,不详\n")
+            ready("#/upload")
+            page.get_by_test_id("upload-unit").fill("minzheng")
+            page.get_by_test_id("upload-dataset").fill("street_population")
+            page.get_by_test_id("upload-title").fill("街道常住人口")
+            page.get_by_test_id("upload-columns").fill("常住人口=int64")
+            page.get_by_test_id("upload-file").set_input_files(path)
+            page.get_by_test_id("upload-submit").click()
+            summary = page.get_by_test_id("run-summary")
+            expect(summary).to_be_visible()
+            expect(page.get_by_test_id("run-counts")).to_have_text("读取 3 行 = 入湖 2 行 + 隔离 1 行")
+            expect(summary).to_contain_text("GBK")
+            expect(page.get_by_test_id("upload-rejected")).to_contain_text("不详")
+            page.screenshot(path=f"{shots}/06-upload.png", full_page=True)
+
+        # The new dataset and its quarantined row, with the reason.
+        page.get_by_test_id("upload-open").click()
+        page.wait_for_url("**/#/dataset/raw/minzheng/street_population")
+        page.wait_for_selector("main[data-ready=true]")
+        expect(page.get_by_test_id("dataset-title")).to_have_text("街道常住人口")
+        page.get_by_test_id("view-quarantine").first.click()
+        q = page.get_by_test_id("quarantine-rows")
+        expect(q).to_contain_text("方松街道,不详")
+        expect(q).to_contain_text("常住人口")
+        page.screenshot(path=f"{shots}/07-quarantine.png", full_page=True)
+
+        browser.close()
+    if errors:
+        raise SystemExit("JavaScript errors in the console:\n" + "\n".join(errors))
+    print(f"console e2e: all checks passed; screenshots in {shots}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1].rstrip("/"), sys.argv[2])
