@@ -211,3 +211,61 @@ fn collect_files_sources_and_errors() {
     let err = fails(&reservoir(&home.join("elsewhere"), &["sql", "SELECT 1"]));
     assert!(err.contains("not a Reservoir home"), "{err}");
 }
+
+/// `reservoir serve` on a new home answers health checks and the API, and stops on SIGTERM.
+#[test]
+fn serve_answers_and_stops_gracefully() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    ok(&Command::new(env!("CARGO_BIN_EXE_reservoir"))
+        .arg("init")
+        .arg(&home)
+        .output()
+        .unwrap());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reservoir"))
+        .arg("--home")
+        .arg(&home)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .strip_prefix("Reservoir console: http://")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp
+    };
+    let health = get("/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with(r#"{"status":"ok"}"#), "{health}");
+    let datasets = get("/api/v1/datasets");
+    assert!(datasets.contains(r#""total":0"#), "{datasets}");
+
+    assert!(
+        Command::new("kill")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "serve should exit cleanly on SIGTERM: {status}"
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l == "Stopped."), "{rest:?}");
+}

@@ -1,6 +1,6 @@
 //! The console in a real browser and the OpenAPI document against the running server.
 //!
-//! Runs `reservoir serve` over a demo home, then the Python checks in `tests/e2e/`: Playwright
+//! Runs `reservoir demo`, which collects the demo home and serves it, then the Python checks in `tests/e2e/`: Playwright
 //! driving Debian's headless Chromium (screenshots kept under the target folder) and
 //! openapi-spec-validator + Schemathesis. Needs `chromium`, and `pip install playwright
 //! openapi-spec-validator schemathesis`; `.ci/run` installs them.
@@ -28,27 +28,25 @@ impl Drop for Server {
     }
 }
 
-fn serve(home: &Path) -> Server {
+/// Starts `reservoir ARGS…` and waits for the console URL it prints.
+fn start(args: &[&std::ffi::OsStr]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_reservoir"))
-        .args(["--home"])
-        .arg(home)
-        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("start reservoir serve");
+        .expect("start reservoir");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let first = lines
-        .next()
-        .expect("serve printed nothing")
-        .expect("read stdout");
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {first:?}"))
-        .trim_end_matches('/')
-        .to_string();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("reservoir exited before printing the console URL")
+            .expect("read stdout");
+        if let Some(rest) = line.strip_prefix("Reservoir console: ") {
+            break rest.trim().trim_end_matches('/').to_string();
+        }
+    };
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     Server { child, url }
@@ -69,20 +67,15 @@ fn console_in_chromium_and_openapi_conformance() {
             .exists(),
         "the console test needs Chromium (apt-get install chromium) or CHROMIUM=/path/to/chrome"
     );
+    // `reservoir demo` collects the demo home and then serves it: the README's main job.
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("demo");
-    let out = Command::new(env!("CARGO_BIN_EXE_reservoir"))
-        .args(["demo", "--no-serve"])
-        .arg(&home)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let server = serve(&home);
+    let server = start(&[
+        "demo".as_ref(),
+        "--bind".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        home.as_os_str(),
+    ]);
     let shots: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
     python("console.py", &[&server.url, shots.to_str().unwrap()]);
     for page in [

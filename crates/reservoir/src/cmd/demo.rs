@@ -149,6 +149,11 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     println!(
         "  reservoir --home {h} sql 'SELECT \"地区\", \"2024年\" FROM tongji.gdp_by_province ORDER BY 2 DESC LIMIT 5'"
     );
-    home.catalog.close().await;
+    if args.no_serve {
+        home.catalog.close().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!();
+    crate::cmd::serve::serve(&home, args.bind).await?;
     Ok(ExitCode::SUCCESS)
 }
