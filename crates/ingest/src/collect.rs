@@ -120,8 +120,10 @@ impl Progress for NoProgress {}
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ColumnReport {
     pub name: String,
+    /// The lake type: `utf8`, `int64`, … for files; for databases also `decimal(p,s)`,
+    /// `timestamp_utc` and `binary`.
     #[serde(rename = "type")]
-    pub ty: ColumnType,
+    pub ty: String,
     pub origin: TypeOrigin,
     /// No loaded row has a value in this column.
     pub all_empty: bool,
@@ -167,6 +169,14 @@ impl Collector {
         Self { lake, catalog }
     }
 
+    pub(crate) fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    pub(crate) fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
     /// Collects the request's files into `raw.<unit>.<dataset>` and records the run.
     ///
     /// A run that fails is recorded as failed with its error, and nothing of it is visible in
@@ -186,7 +196,8 @@ impl Collector {
             ));
         }
         let mut notes = Vec::new();
-        self.register(&req, &mut notes).await?;
+        self.register(&req.unit, &req.dataset, &req.info, "file", &mut notes)
+            .await?;
         let table = TableRef::new(Layer::Raw, &req.unit, &req.dataset);
         let dataset = self
             .catalog
@@ -253,7 +264,7 @@ impl Collector {
             .zip(&loaded.non_null)
             .map(|(p, nn)| ColumnReport {
                 name: p.name.clone(),
-                ty: p.ty,
+                ty: p.ty.to_string(),
                 origin: p.origin,
                 all_empty: *nn == 0,
                 note: loaded.notes.get(&p.name).cloned(),
@@ -261,13 +272,14 @@ impl Collector {
             .collect();
         let fields: Vec<Field> = columns
             .iter()
+            .zip(&loaded.plan)
             .enumerate()
-            .map(|(i, c)| {
+            .map(|(i, (c, p))| {
                 let spec = req.columns.iter().find(|s| s.name == c.name);
                 Field {
                     position: i as i64,
                     name: c.name.clone(),
-                    data_type: c.ty.arrow().to_string(),
+                    data_type: p.ty.arrow().to_string(),
                     nullable: true,
                     title: spec.map(|s| s.title.clone()).unwrap_or_default(),
                     description: spec.map(|s| s.description.clone()).unwrap_or_default(),
@@ -334,9 +346,15 @@ impl Collector {
     }
 
     /// Makes sure the unit, system and dataset are in the catalog, applying the request's facts.
-    async fn register(&self, req: &CollectRequest, notes: &mut Vec<String>) -> Result<()> {
-        let info = &req.info;
-        match self.catalog.unit(&req.unit).await? {
+    pub(crate) async fn register(
+        &self,
+        unit: &str,
+        dataset: &str,
+        info: &DatasetInfo,
+        system_kind: &str,
+        notes: &mut Vec<String>,
+    ) -> Result<()> {
+        match self.catalog.unit(unit).await? {
             Some(u) => {
                 if let Some(name) = &info.unit_name
                     && *name != u.name
@@ -355,48 +373,48 @@ impl Collector {
             None => {
                 self.catalog
                     .upsert_unit(&NewUnit {
-                        id: req.unit.clone(),
-                        name: info.unit_name.clone().unwrap_or_else(|| req.unit.clone()),
+                        id: unit.to_string(),
+                        name: info.unit_name.clone().unwrap_or_else(|| unit.to_string()),
                         ..NewUnit::default()
                     })
                     .await?;
                 notes.push(format!(
                     "unit {:?} was not in the catalog and has been registered",
-                    req.unit
+                    unit
                 ));
             }
         }
         if let Some(system) = &info.system {
             self.catalog
                 .upsert_system(&System {
-                    unit_id: req.unit.clone(),
+                    unit_id: unit.to_string(),
                     id: system.clone(),
                     name: info.system_name.clone().unwrap_or_else(|| system.clone()),
-                    kind: "file".into(),
+                    kind: system_kind.into(),
                     description: String::new(),
                 })
                 .await?;
         }
         let existing = self
             .catalog
-            .dataset(Layer::Raw.as_str(), &req.unit, &req.dataset)
+            .dataset(Layer::Raw.as_str(), unit, dataset)
             .await?;
         if existing.is_none() {
             notes.push(format!(
                 "dataset {:?} was not in the catalog and has been registered",
-                req.dataset
+                dataset
             ));
         }
         let e = existing.as_ref();
         let spec = DatasetSpec {
             layer: Layer::Raw.as_str().into(),
-            unit_id: req.unit.clone(),
-            name: req.dataset.clone(),
+            unit_id: unit.to_string(),
+            name: dataset.to_string(),
             title: info
                 .title
                 .clone()
                 .or_else(|| e.map(|d| d.title.clone()))
-                .unwrap_or_else(|| req.dataset.clone()),
+                .unwrap_or_else(|| dataset.to_string()),
             description: info
                 .description
                 .clone()
@@ -406,7 +424,7 @@ impl Collector {
                 .system
                 .clone()
                 .or_else(|| e.and_then(|d| d.system_id.clone())),
-            location: TableRef::new(Layer::Raw, &req.unit, &req.dataset).location(),
+            location: TableRef::new(Layer::Raw, unit, dataset).location(),
             update_frequency: info
                 .update_frequency
                 .or_else(|| e.map(|d| d.update_frequency))

@@ -29,6 +29,8 @@ pub enum TypeOrigin {
     Declared,
     /// Fixed by the existing table being appended to.
     Table,
+    /// The source database's declared column type.
+    Source,
 }
 
 /// One output column and how to fill it.
@@ -51,7 +53,8 @@ pub fn raw_schema(plan: &[ColumnPlan]) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-fn meta_fields() -> Vec<Field> {
+/// The lake's metadata columns of a raw table, in table order.
+pub(crate) fn meta_fields() -> Vec<Field> {
     vec![
         Field::new(meta::BATCH, DataType::Utf8, false),
         Field::new(
@@ -241,6 +244,7 @@ impl ColumnCtx<'_> {
             ),
             TypeOrigin::Declared => "; the type was declared".to_string(),
             TypeOrigin::Table => "; the existing table has this type".to_string(),
+            TypeOrigin::Source => "; the source declares this type".to_string(),
         };
         format!(
             "column {:?}: value {:?} is not {} ({}{why})",

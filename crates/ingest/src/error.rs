@@ -78,6 +78,12 @@ pub enum Error {
     #[error("invalid option: {0}")]
     Invalid(String),
 
+    #[error("database {name}: {message}")]
+    Database { name: String, message: String },
+
+    #[error("{table}: the source's columns no longer match the table: {message}")]
+    SchemaDrift { table: String, message: String },
+
     #[error(transparent)]
     Lake(#[from] reservoir_lake::Error),
 

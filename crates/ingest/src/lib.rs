@@ -14,6 +14,7 @@
 pub mod collect;
 pub mod convert;
 pub mod csv;
+pub mod db;
 pub mod decode;
 mod error;
 pub mod excel;

@@ -153,12 +153,12 @@ async fn gbk_statistics_export_with_preamble_and_footer() {
     assert_eq!(r.counts.lines_skipped, 5);
     assert_eq!(r.columns.len(), 20);
     assert_eq!(
-        (r.columns[0].name.as_str(), r.columns[0].ty),
-        ("地区", ColumnType::Utf8)
+        (r.columns[0].name.as_str(), r.columns[0].ty.as_str()),
+        ("地区", "utf8")
     );
     assert_eq!(
-        (r.columns[1].name.as_str(), r.columns[1].ty),
-        ("2024年", ColumnType::Float64)
+        (r.columns[1].name.as_str(), r.columns[1].ty.as_str()),
+        ("2024年", "float64")
     );
     assert_eq!(r.columns[19].name, "2006年");
 
@@ -240,7 +240,7 @@ async fn harbin_catalog_xlsx_skips_its_blank_second_row() {
     assert_eq!(r.columns.len(), 20);
     assert_eq!(r.files[0].sheet.as_deref(), Some("Sheet1"));
     assert_eq!(r.columns[1].name, "数据量");
-    assert_eq!(r.columns[1].ty, ColumnType::Int64);
+    assert_eq!(r.columns[1].ty, "int64");
     let rows = env
         .rows("SELECT \"数据目录名称\", \"数据量\", \"开放状态\", \"来源部门\", _source_row FROM raw.shuju.harbin ORDER BY _source_row LIMIT 1")
         .await;
@@ -272,10 +272,10 @@ async fn nyc_311_keeps_zip_codes_as_text_and_reads_us_dates() {
         ),
         (2000, 2000, 0)
     );
-    let col = |n: &str| r.columns.iter().find(|c| c.name == n).unwrap().ty;
-    assert_eq!(col("Incident Zip"), ColumnType::Utf8);
-    assert_eq!(col("Unique Key"), ColumnType::Utf8);
-    assert_eq!(col("Created Date"), ColumnType::Timestamp);
+    let col = |n: &str| r.columns.iter().find(|c| c.name == n).unwrap().ty.clone();
+    assert_eq!(col("Incident Zip"), "utf8");
+    assert_eq!(col("Unique Key"), "utf8");
+    assert_eq!(col("Created Date"), "timestamp");
     let rows = env
         .rows("SELECT \"Unique Key\", \"Incident Zip\", \"Created Date\" FROM raw.chengyun.nyc311 ORDER BY _source_row LIMIT 2")
         .await;
@@ -451,7 +451,7 @@ async fn excel_phantom_leap_day_is_flagged_not_invented() {
         ),
         (4, 4, 1)
     );
-    assert_eq!(r.columns[1].ty, ColumnType::Date);
+    assert_eq!(r.columns[1].ty, "date");
     let rows = env
         .rows("SELECT name, birth, _flags FROM raw.u.dates ORDER BY _source_row")
         .await;

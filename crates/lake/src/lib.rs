@@ -241,6 +241,58 @@ impl Lake {
     }
 }
 
+/// What the last committed batch of an application (a sync of one source into one table) left
+/// in the Delta log: the transaction version and the commit's metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppCommit {
+    /// The application's transaction version (`txn` action) in the table's current snapshot.
+    pub version: i64,
+    /// The metadata the commit carried (`commitInfo`), e.g. the source cursor.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Commit-metadata key naming the application of a commit made with a transaction id.
+pub const APP_ID_KEY: &str = "reservoir.app";
+/// Commit-metadata key holding that application's transaction version.
+pub const APP_VERSION_KEY: &str = "reservoir.app_version";
+
+impl Lake {
+    /// The latest commit that `app_id` made to `table` with a transaction id, if any.
+    ///
+    /// The transaction version comes from the snapshot (the Delta protocol's `txn` action), and
+    /// the metadata from the `commitInfo` of the commit that set it, found by walking the
+    /// history newest first. Both are written in one atomic commit by [`TableWrite`] with
+    /// [`TableWrite::with_app_transaction`], so they always agree.
+    pub async fn app_commit(&self, table: &TableRef, app_id: &str) -> Result<Option<AppCommit>> {
+        use futures::TryStreamExt;
+        let Some(delta) = self.open(table).await? else {
+            return Ok(None);
+        };
+        let Some(version) = delta
+            .snapshot()?
+            .transaction_version(delta.log_store().as_ref(), app_id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut history = delta.history(None);
+        while let Some(info) = history.try_next().await? {
+            let ours = info.info.get(APP_ID_KEY).and_then(|v| v.as_str()) == Some(app_id)
+                && info.info.get(APP_VERSION_KEY).and_then(|v| v.as_i64()) == Some(version);
+            if ours {
+                return Ok(Some(AppCommit {
+                    version,
+                    metadata: info.info.into_iter().collect(),
+                }));
+            }
+        }
+        Err(Error::Corrupt(format!(
+            "{table}: transaction {app_id:?} is at version {version} but no commit in the \
+             history carries its metadata"
+        )))
+    }
+}
+
 /// The Arrow schema of an open table.
 pub fn arrow_schema_of(table: &DeltaTable) -> Result<SchemaRef> {
     Ok(table.snapshot()?.snapshot().arrow_schema())

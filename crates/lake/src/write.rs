@@ -94,6 +94,15 @@ impl TableWrite {
     /// Records an application transaction (`txn` action) in the same commit as the data, so that
     /// readers can tell which batch of which source a table version holds.
     pub fn with_app_transaction(mut self, app_id: impl ToString, version: i64) -> Self {
+        let app_id = app_id.to_string();
+        self.metadata.insert(
+            crate::APP_ID_KEY.into(),
+            serde_json::Value::from(app_id.clone()),
+        );
+        self.metadata.insert(
+            crate::APP_VERSION_KEY.into(),
+            serde_json::Value::from(version),
+        );
         self.transactions.push(Transaction::new(app_id, version));
         self
     }

@@ -1,0 +1,490 @@
+//! Collection from the real PostgreSQL and MariaDB servers on the machine: exact types, full and
+//! incremental sync, resuming from the committed cursor, drift.
+//!
+//! PostgreSQL: `RESERVOIR_TEST_PG_URL` (default postgres://postgres@127.0.0.1:5432/postgres).
+//! MariaDB/MySQL: `RESERVOIR_TEST_MYSQL_URL` (default mysql://root@127.0.0.1:3306/mysql).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::util::display::array_value_to_string;
+use reservoir_catalog::Catalog;
+use reservoir_ingest::db::{DatabaseSource, DbKind, SyncMode, SyncRequest};
+use reservoir_ingest::{Collector, DatasetInfo, Error, NoProgress, RunReport};
+use reservoir_lake::APP_VERSION_KEY;
+use reservoir_lake::{Lake, Layer, TableRef};
+use reservoir_query::QueryEngine;
+use reservoir_testkit::PgDatabase;
+use sqlx::Connection;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    lake: Lake,
+    catalog: Catalog,
+}
+
+impl Env {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path().join("lake")).unwrap();
+        let catalog = Catalog::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("catalog.db").display()
+        ))
+        .await
+        .unwrap();
+        Self {
+            _dir: dir,
+            lake,
+            catalog,
+        }
+    }
+
+    async fn sync(&self, source: DatabaseSource, dataset: &str) -> Result<RunReport, Error> {
+        Collector::new(self.lake.clone(), self.catalog.clone())
+            .sync_database(
+                SyncRequest {
+                    unit: "unit".into(),
+                    dataset: dataset.into(),
+                    source,
+                    columns: Vec::new(),
+                    info: DatasetInfo::default(),
+                    source_label: String::new(),
+                    profile: true,
+                },
+                Arc::new(NoProgress),
+            )
+            .await
+    }
+
+    async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let engine = QueryEngine::new(&self.lake, &self.catalog).await.unwrap();
+        let batches: Vec<RecordBatch> = engine.query(sql).await.unwrap();
+        let mut out = Vec::new();
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                out.push(
+                    b.columns()
+                        .iter()
+                        .map(|c| (!c.is_null(r)).then(|| array_value_to_string(c, r).unwrap()))
+                        .collect(),
+                );
+            }
+        }
+        out
+    }
+
+    async fn ints(&self, sql: &str) -> Vec<i64> {
+        self.rows(sql)
+            .await
+            .into_iter()
+            .map(|r| r[0].as_deref().unwrap().parse().unwrap())
+            .collect()
+    }
+}
+
+fn source(kind: DbKind, url: &str, table: &str, mode: SyncMode) -> DatabaseSource {
+    DatabaseSource {
+        kind,
+        url: url.into(),
+        table: table.into(),
+        mode,
+        key: vec!["id".into()],
+        cursor: (mode == SyncMode::Incremental).then(|| "updated_at".into()),
+        batch_rows: 3,
+        max_batches: None,
+    }
+}
+
+fn s(v: &str) -> Option<String> {
+    Some(v.to_string())
+}
+
+/// A MariaDB database for one test, dropped at the end.
+struct MyDatabase {
+    url: String,
+    admin: String,
+    name: String,
+}
+
+impl MyDatabase {
+    async fn create() -> Self {
+        let admin = std::env::var("RESERVOIR_TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into());
+        let name = format!("reservoir_test_{}", uuid::Uuid::new_v4().simple());
+        let mut c = sqlx::MySqlConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach MariaDB at {admin} ({e}); start it or set RESERVOIR_TEST_MYSQL_URL"));
+        sqlx::raw_sql(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let base = admin.rsplit_once('/').unwrap().0;
+        Self {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        }
+    }
+
+    async fn exec(&self, sql: &str) {
+        let mut c = sqlx::MySqlConnection::connect(&self.url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+    }
+
+    async fn drop_db(self) {
+        let mut c = sqlx::MySqlConnection::connect(&self.admin).await.unwrap();
+        sqlx::raw_sql(&format!("DROP DATABASE {}", self.name))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+}
+
+async fn pg_exec(url: &str, sql: &str) {
+    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_types_load_exactly() {
+    let db = PgDatabase::create().await;
+    pg_exec(
+        &db.url,
+        r#"
+        SET TimeZone = 'Asia/Shanghai';
+        CREATE TABLE types (
+            id bigint PRIMARY KEY,
+            name text, amount numeric(12,2), whole numeric(10,0), wide numeric(40,0), free numeric,
+            flag boolean, born date, seen timestamp(6), at timestamptz, doc jsonb, tags int[],
+            bin bytea, score double precision, "姓名" varchar(20));
+        INSERT INTO types VALUES
+          (1, '王小明', 12345.67, 9876543210, 1234567890123456789012345678901234567890, 0.1,
+           true, '2024-02-29', '2024-03-01 08:30:00.123456', '2024-03-01 08:30:00.5+08',
+           '{"a": [1, 2]}', '{1,2,3}', '\x00ff10', 0.1, '张三'),
+          (2, NULL, -0.05, 0, NULL, NULL, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+          (3, 'edge', 1, 1, 1, 'NaN', NULL, NULL, 'infinity', NULL, NULL, NULL, NULL, 'Infinity', NULL);
+        "#,
+    )
+    .await;
+    let env = Env::new().await;
+    let r = env
+        .sync(
+            source(DbKind::Postgres, &db.url, "public.types", SyncMode::Full),
+            "types",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            r.counts.rows_read,
+            r.counts.rows_loaded,
+            r.counts.rows_quarantined
+        ),
+        (3, 2, 1),
+        "{r:#?}"
+    );
+    let types: Vec<(&str, &str)> = r
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.ty.as_str()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("id", "int64"),
+            ("name", "utf8"),
+            ("amount", "decimal(12,2)"),
+            ("whole", "decimal(10,0)"),
+            ("wide", "utf8"),
+            ("free", "utf8"),
+            ("flag", "boolean"),
+            ("born", "date"),
+            ("seen", "timestamp"),
+            ("at", "timestamp_utc"),
+            ("doc", "utf8 (json)"),
+            ("tags", "utf8 (json)"),
+            ("bin", "binary"),
+            ("score", "float64"),
+            ("姓名", "utf8"),
+        ]
+    );
+    let rows = env
+        .rows(
+            r#"SELECT id, name, CAST(amount AS VARCHAR), CAST(whole AS VARCHAR), wide, free, flag,
+                      CAST(born AS VARCHAR), CAST(seen AS VARCHAR), CAST(at AS VARCHAR), doc, tags,
+                      encode(bin, 'hex'), score, "姓名"
+               FROM raw.unit.types ORDER BY id"#,
+        )
+        .await;
+    assert_eq!(
+        rows[0],
+        [
+            s("1"),
+            s("王小明"),
+            s("12345.67"),
+            s("9876543210"),
+            s("1234567890123456789012345678901234567890"),
+            s("0.1"),
+            s("true"),
+            s("2024-02-29"),
+            // timestamp without time zone: never shifted by any time zone.
+            s("2024-03-01T08:30:00.123456"),
+            // timestamptz: the instant, in UTC.
+            s("2024-03-01T00:30:00.500Z"),
+            s(r#"{"a": [1, 2]}"#),
+            s("[1,2,3]"),
+            s("00ff10"),
+            s("0.1"),
+            s("张三"),
+        ]
+    );
+    assert_eq!(rows[1][2], s("-0.05"));
+    assert_eq!(rows[1][1], None);
+    // A timestamp of 'infinity' has no Arrow value: the row is quarantined with its raw text
+    // and the reason, never loaded with a made-up value.
+    let q = env
+        .rows("SELECT _source_row, raw, reason FROM quarantine.unit.types")
+        .await;
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0][0], s("3"));
+    assert!(
+        q[0][1].as_deref().unwrap().contains(r#""seen":"infinity""#),
+        "{q:?}"
+    );
+    assert!(
+        q[0][2].as_deref().unwrap().contains(r#"column "seen""#),
+        "{q:?}"
+    );
+    db.drop_db().await;
+}
+
+/// Incremental sync: rows sharing a cursor value across batch boundaries are neither skipped
+/// nor duplicated; an interrupted run resumes from the cursor committed with the last batch;
+/// each batch is one Delta commit with its transaction id.
+#[tokio::test]
+async fn postgres_incremental_sync_is_exactly_once() {
+    let db = PgDatabase::create().await;
+    // Seven rows, five of them sharing one cursor value; batches of three.
+    pg_exec(
+        &db.url,
+        "CREATE TABLE cases (id int PRIMARY KEY, title text, updated_at timestamp(6) NOT NULL);
+         INSERT INTO cases VALUES
+           (1, 'a', '2024-01-01 00:00:00.000001'),
+           (5, 'b', '2024-01-01 00:00:00.000002'), (2, 'c', '2024-01-01 00:00:00.000002'),
+           (4, 'd', '2024-01-01 00:00:00.000002'), (3, 'e', '2024-01-01 00:00:00.000002'),
+           (6, 'f', '2024-01-01 00:00:00.000002'), (7, 'g', '2024-01-02 00:00:00');",
+    )
+    .await;
+    let env = Env::new().await;
+    let table = TableRef::new(Layer::Raw, "unit", "cases");
+    let app = "reservoir:unit.cases";
+
+    // An interrupted run: one batch committed, then it stops.
+    let mut src = source(DbKind::Postgres, &db.url, "cases", SyncMode::Incremental);
+    src.max_batches = Some(1);
+    let r = env.sync(src.clone(), "cases").await.unwrap();
+    assert_eq!((r.counts.rows_read, r.counts.rows_loaded), (3, 3));
+    let commit = env.lake.app_commit(&table, app).await.unwrap().unwrap();
+    assert_eq!(commit.version, 1);
+    assert_eq!(commit.metadata[APP_VERSION_KEY], 1);
+    assert_eq!(
+        commit.metadata["reservoir.cursor"],
+        serde_json::json!(["2024-01-01 00:00:00.000002", "3"])
+    );
+
+    // (ids 1, 2, 3: the cursor, then the key, orders the rows that share a cursor value.)
+    // The next run resumes from the committed cursor: the rest, in two more commits.
+    src.max_batches = None;
+    let r = env.sync(src.clone(), "cases").await.unwrap();
+    assert_eq!(
+        (
+            r.counts.rows_read,
+            r.counts.rows_loaded,
+            r.counts.rows_quarantined
+        ),
+        (4, 4, 0)
+    );
+    assert_eq!(
+        env.lake
+            .app_commit(&table, app)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        3
+    );
+    assert_eq!(
+        env.ints("SELECT id FROM raw.unit.cases ORDER BY id").await,
+        [1, 2, 3, 4, 5, 6, 7]
+    );
+
+    // Nothing new: nothing loaded, no commit.
+    let r = env.sync(src.clone(), "cases").await.unwrap();
+    assert_eq!(r.counts.rows_read, 0);
+    assert!(
+        r.notes.iter().any(|n| n.contains("no new rows")),
+        "{:?}",
+        r.notes
+    );
+    assert_eq!(
+        env.lake
+            .app_commit(&table, app)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        3
+    );
+
+    // Changed and new rows arrive with a later cursor value, and only they are read.
+    pg_exec(
+        &db.url,
+        "UPDATE cases SET title = 'c2', updated_at = '2024-02-01' WHERE id = 2;
+         INSERT INTO cases VALUES (8, 'h', '2024-02-01');",
+    )
+    .await;
+    let r = env.sync(src.clone(), "cases").await.unwrap();
+    assert_eq!(r.counts.rows_read, 2);
+    assert_eq!(
+        env.rows("SELECT id, title FROM raw.unit.cases WHERE id IN (2, 8) ORDER BY id, title")
+            .await,
+        [[s("2"), s("c")], [s("2"), s("c2")], [s("8"), s("h")]]
+    );
+
+    // Drift: a type change stops the run with an error naming the column and both types.
+    pg_exec(
+        &db.url,
+        "ALTER TABLE cases ALTER COLUMN title TYPE int USING length(title)",
+    )
+    .await;
+    let err = env
+        .sync(src.clone(), "cases")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(r#"column "title" was Utf8 and is now Int64"#),
+        "{err}"
+    );
+
+    // Configuration mistakes are named.
+    let mut bad = src.clone();
+    bad.cursor = Some("title".into());
+    bad.key = vec!["nope".into()];
+    let err = env.sync(bad, "cases").await.unwrap_err().to_string();
+    assert!(
+        err.contains(r#"key column "nope" is not in cases"#),
+        "{err}"
+    );
+    pg_exec(
+        &db.url,
+        "CREATE TABLE loose (id int PRIMARY KEY, updated_at timestamp)",
+    )
+    .await;
+    let err = env
+        .sync(
+            source(DbKind::Postgres, &db.url, "loose", SyncMode::Incremental),
+            "loose",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(r#"column "updated_at" of loose allows NULL"#),
+        "{err}"
+    );
+    db.drop_db().await;
+}
+
+/// MariaDB's edge cases: zero dates, TINYINT(1), unsigned BIGINT, DECIMAL scale 0, GBK text,
+/// TIMESTAMP as an instant.
+#[tokio::test]
+async fn mariadb_types_load_exactly() {
+    let db = MyDatabase::create().await;
+    db.exec(
+        "SET SESSION sql_mode = '';
+         SET time_zone = '+08:00';
+         CREATE TABLE t (
+           id INT PRIMARY KEY, small TINYINT(1), big BIGINT UNSIGNED, price DECIMAL(10,0),
+           cents DECIMAL(12,2), d DATE, dt DATETIME(6), ts TIMESTAMP(6) NULL,
+           name VARCHAR(20) CHARACTER SET gbk, b VARBINARY(4), yes BOOLEAN,
+           updated_at DATETIME(6) NOT NULL
+         );
+         INSERT INTO t VALUES
+           (1, 2, 18446744073709551615, 1234567890, -0.05, '2024-02-29', '2024-03-01 08:30:00.123456',
+            '2024-03-01 08:30:00.5', '王小明', 0x00FF, 1, '2024-01-01'),
+           (2, 9, 0, 0, 0, '0000-00-00', '0000-00-00 00:00:00', NULL, '松江', NULL, 0, '2024-01-01'),
+           (3, 127, 1, 1, 1, '2024-00-15', '2024-03-00 10:00:00', NULL, NULL, NULL, NULL, '2024-01-02'),
+           (4, -1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '2024-01-02');",
+    )
+    .await;
+    let env = Env::new().await;
+    let r = env
+        .sync(
+            source(DbKind::MySql, &db.url, "t", SyncMode::Incremental),
+            "t",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            r.counts.rows_read,
+            r.counts.rows_loaded,
+            r.counts.rows_quarantined,
+            r.counts.rows_flagged
+        ),
+        (4, 4, 0, 2),
+        "{r:#?}"
+    );
+    let rows = env
+        .rows(
+            "SELECT id, small, CAST(big AS VARCHAR), CAST(price AS VARCHAR), CAST(cents AS VARCHAR),
+                    CAST(d AS VARCHAR), CAST(dt AS VARCHAR), CAST(ts AS VARCHAR), name,
+                    encode(b, 'hex'), yes, _flags
+             FROM raw.unit.t ORDER BY id",
+        )
+        .await;
+    assert_eq!(
+        rows[0],
+        [
+            s("1"),
+            s("2"),
+            s("18446744073709551615"),
+            s("1234567890"),
+            s("-0.05"),
+            s("2024-02-29"),
+            s("2024-03-01T08:30:00.123456"),
+            // Written at +08:00: the instant is 00:30:00.5 UTC.
+            s("2024-03-01T00:30:00.500Z"),
+            s("王小明"),
+            s("00ff"),
+            s("1"),
+            None,
+        ]
+    );
+    // Zero and partial-zero dates are NULL, flagged with the raw value; the row still loads.
+    assert_eq!((rows[1][5].clone(), rows[1][6].clone()), (None, None));
+    assert_eq!(rows[1][8], s("松江"));
+    let flags = rows[1][11].as_deref().unwrap();
+    assert!(flags.contains(r#"d: zero date "0000-00-00""#), "{flags}");
+    assert!(
+        flags.contains(r#"dt: zero date "0000-00-00 00:00:00.000000""#),
+        "{flags}"
+    );
+    assert!(
+        rows[2][11].as_deref().unwrap().contains("2024-00-15"),
+        "{rows:?}"
+    );
+    // TINYINT(1) stays an integer.
+    assert_eq!(
+        rows.iter().map(|r| r[1].clone()).collect::<Vec<_>>(),
+        [s("2"), s("9"), s("127"), s("-1")]
+    );
+    let small = r.columns.iter().find(|c| c.name == "small").unwrap();
+    assert_eq!(small.ty, "int64");
+    assert!(small.note.as_deref().unwrap().contains("TINYINT(1)"));
+    db.drop_db().await;
+}
