@@ -136,9 +136,11 @@ impl Config {
         let config: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(&file))
             .merge(
+                // Only SECTION__KEY variables configure; others that share the prefix
+                // (RESERVOIR_HOME, RESERVOIR_LOG, the tests' server URLs) are not settings.
                 Env::prefixed("RESERVOIR_")
-                    .split("__")
-                    .ignore(&["home", "log", "test_pg_url"]),
+                    .filter(|k| k.as_str().contains("__"))
+                    .split("__"),
             )
             .extract()
             .with_context(|| format!("reading configuration {}", file.display()))?;
@@ -226,6 +228,8 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(CONFIG_FILE, "[ingest]\ninfer_rows = 50\n")?;
             jail.set_env("RESERVOIR_INGEST__BATCH_ROWS", "100");
+            jail.set_env("RESERVOIR_TEST_MYSQL_URL", "mysql://root@127.0.0.1/x");
+            jail.set_env("RESERVOIR_LOG", "debug");
             let home = jail.directory().to_path_buf();
             let c = Config::load(&home).map_err(|e| e.to_string())?;
             assert_eq!(c.ingest.infer_rows, 50);
