@@ -102,16 +102,7 @@ pub fn postgres_type(name: &str, declared: &str) -> SourceColumn {
             "bytea" => LoadType::Binary,
             "json" | "jsonb" => LoadType::Text { json: true },
             "numeric" => match precision_scale(&t) {
-                Some((p, s)) if p <= 38 => LoadType::Decimal {
-                    precision: p,
-                    scale: s,
-                },
-                Some((p, _)) => {
-                    note = Some(format!(
-                        "precision {p} is beyond 38 digits; loaded as text to stay exact"
-                    ));
-                    LoadType::Text { json: false }
-                }
+                Some((p, s)) => decimal(p, s, &mut note),
                 None => {
                     note = Some(
                         "numeric without declared precision; loaded as text to stay exact".into(),
@@ -150,16 +141,7 @@ pub fn mysql_type(name: &str, declared: &str) -> SourceColumn {
         "bit" => LoadType::Text { json: false },
         "float" | "double" | "real" => LoadType::Float,
         "decimal" | "numeric" | "dec" | "fixed" => match precision_scale(&t) {
-            Some((p, s)) if p <= 38 => LoadType::Decimal {
-                precision: p,
-                scale: s,
-            },
-            Some((p, _)) => {
-                note = Some(format!(
-                    "precision {p} is beyond 38 digits; loaded as text to stay exact"
-                ));
-                LoadType::Text { json: false }
-            }
+            Some((p, s)) => decimal(p, s, &mut note),
             // DECIMAL without arguments is DECIMAL(10,0).
             None => LoadType::Decimal {
                 precision: 10,
@@ -183,6 +165,18 @@ pub fn mysql_type(name: &str, declared: &str) -> SourceColumn {
         source_type: declared.to_string(),
         load,
         note,
+    }
+}
+
+/// A declared decimal: exact Decimal128 up to 38 digits, exact text beyond (with a note).
+fn decimal(precision: u8, scale: i8, note: &mut Option<String>) -> LoadType {
+    if precision <= 38 {
+        LoadType::Decimal { precision, scale }
+    } else {
+        *note = Some(format!(
+            "precision {precision} is beyond 38 digits; loaded as text to stay exact"
+        ));
+        LoadType::Text { json: false }
     }
 }
 
