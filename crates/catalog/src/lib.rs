@@ -16,6 +16,7 @@
 
 mod error;
 mod model;
+pub mod owner;
 mod store;
 
 pub use error::{Error, Result};

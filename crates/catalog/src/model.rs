@@ -89,6 +89,22 @@ pub enum UpdateFrequency {
 }
 
 impl UpdateFrequency {
+    /// How long a dataset with this frequency may go without a successful collection before it
+    /// is late: one and a half periods. `None` for irregular datasets.
+    pub fn late_after(self) -> Option<chrono::Duration> {
+        let minutes = match self {
+            Self::Realtime => 15,
+            Self::Hourly => 60,
+            Self::Daily => 24 * 60,
+            Self::Weekly => 7 * 24 * 60,
+            Self::Monthly => 31 * 24 * 60,
+            Self::Quarterly => 92 * 24 * 60,
+            Self::Yearly => 366 * 24 * 60,
+            Self::Irregular => return None,
+        };
+        Some(chrono::Duration::minutes(minutes * 3 / 2))
+    }
+
     pub const ALL: [UpdateFrequency; 8] = [
         Self::Realtime,
         Self::Hourly,
@@ -277,6 +293,9 @@ pub enum RunStatus {
     Running,
     Succeeded,
     Failed,
+    /// The process running it ended without recording an outcome (killed, crashed, power
+    /// lost). Whatever it committed to the lake stays; the next run resumes from there.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -285,6 +304,7 @@ impl RunStatus {
             Self::Running => "running",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
         }
     }
 }
@@ -296,6 +316,7 @@ impl FromStr for RunStatus {
             "running" => Ok(Self::Running),
             "succeeded" => Ok(Self::Succeeded),
             "failed" => Ok(Self::Failed),
+            "interrupted" => Ok(Self::Interrupted),
             other => Err(Error::Corrupt(format!("run status {other:?}"))),
         }
     }
@@ -333,6 +354,9 @@ pub struct RunCounts {
     /// Non-data lines skipped (preamble, footer), kept in the run details.
     pub lines_skipped: i64,
     pub bytes_read: i64,
+    /// Lake rows removed because the source no longer has them (delete detection).
+    #[serde(default)]
+    pub rows_deleted: i64,
 }
 
 impl RunCounts {
@@ -349,6 +373,35 @@ pub struct NewRun {
     pub dataset_id: i64,
     pub source: String,
     pub mode: String,
+}
+
+/// A change in a source's columns noticed by a collection run, and what the run did about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DriftEvent {
+    #[serde(default)]
+    pub id: i64,
+    pub dataset_id: i64,
+    pub run_id: Option<i64>,
+    pub column_name: String,
+    /// `added`, `removed`, `widened` or `changed`.
+    pub change: String,
+    pub old_type: Option<String>,
+    pub new_type: Option<String>,
+    /// What the run did, e.g. "column added to the table" or "run stopped".
+    pub action: String,
+    #[serde(default)]
+    pub at: String,
+}
+
+/// A file a drop folder delivered, known by its content hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeliveredFile {
+    pub dataset_id: i64,
+    pub sha256: String,
+    pub path: String,
+    pub size: i64,
+    pub run_id: Option<i64>,
+    pub delivered_at: String,
 }
 
 /// How a run ended.
@@ -480,4 +533,19 @@ mod tests {
         );
         assert!("sometimes".parse::<OpenTier>().is_err());
     }
+}
+
+/// Something about collection that needs a person: a failed source or a late dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Alert {
+    pub id: i64,
+    /// `failed` or `late`.
+    pub kind: String,
+    /// The source definition's name.
+    pub source: String,
+    /// `raw.<unit>.<dataset>`.
+    pub dataset: String,
+    pub message: String,
+    pub raised_at: String,
+    pub resolved_at: Option<String>,
 }

@@ -76,7 +76,7 @@ fn bind_filter<'q>(q: AnyQuery<'q>, f: &DatasetFilter) -> AnyQuery<'q> {
 
 const RUN_COLUMNS: &str = "id, batch_id, dataset_id, source, mode, status, started_at, finished_at, \
      rows_read, rows_loaded, rows_quarantined, rows_padded, rows_flagged, lines_skipped, bytes_read, \
-     table_version, error, details";
+     rows_deleted, table_version, error, details";
 
 impl Catalog {
     /// Connects to the catalog at `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite
@@ -523,14 +523,15 @@ impl Catalog {
     pub async fn begin_run(&self, run: &NewRun) -> Result<i64> {
         let now = format_ts(Utc::now());
         let row = sqlx::query(
-            "INSERT INTO runs (batch_id, dataset_id, source, mode, status, started_at)
-             VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
+            "INSERT INTO runs (batch_id, dataset_id, source, mode, status, started_at, owner)
+             VALUES ($1, $2, $3, $4, 'running', $5, $6) RETURNING id",
         )
         .bind(&run.batch_id)
         .bind(run.dataset_id)
         .bind(&run.source)
         .bind(&run.mode)
         .bind(&now)
+        .bind(crate::owner::current())
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get(0)?)
@@ -550,7 +551,8 @@ impl Catalog {
         let row = sqlx::query(
             "UPDATE runs SET status = $2, finished_at = $3, rows_read = $4, rows_loaded = $5,
                  rows_quarantined = $6, rows_padded = $7, rows_flagged = $8, lines_skipped = $9,
-                 bytes_read = $10, table_version = $11, error = $12, details = $13
+                 bytes_read = $10, table_version = $11, error = $12, details = $13,
+                 rows_deleted = $14
              WHERE id = $1 RETURNING dataset_id",
         )
         .bind(run_id)
@@ -566,6 +568,7 @@ impl Catalog {
         .bind(outcome.table_version)
         .bind(&outcome.error)
         .bind(&details)
+        .bind(c.rows_deleted)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| Error::NotFound {
@@ -585,6 +588,255 @@ impl Catalog {
             .await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks the dataset's runs that are still `running` but whose process is gone (killed or
+    /// crashed on this machine) as `interrupted`, and returns their ids. Runs owned by live
+    /// processes, or by other machines, are left alone.
+    pub async fn interrupt_orphaned_runs(&self, dataset_id: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT id, owner FROM runs WHERE dataset_id = $1 AND status = 'running' ORDER BY id",
+        )
+        .bind(dataset_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let now = format_ts(Utc::now());
+        let mut interrupted = Vec::new();
+        for r in rows {
+            let id: i64 = r.try_get(0)?;
+            let owner: String = r.try_get(1)?;
+            if !crate::owner::is_dead(&owner) {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE runs SET status = 'interrupted', finished_at = $2,
+                     error = 'the process running it ended without recording an outcome'
+                 WHERE id = $1 AND status = 'running'",
+            )
+            .bind(id)
+            .bind(&now)
+            .execute(&self.pool)
+            .await?;
+            interrupted.push(id);
+        }
+        Ok(interrupted)
+    }
+
+    // ----------------------------------------------------------------- drift
+
+    /// Records schema-drift events noticed by a run.
+    pub async fn record_drift(&self, events: &[DriftEvent]) -> Result<()> {
+        let now = format_ts(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO drift_events
+                     (dataset_id, run_id, column_name, change, old_type, new_type, action, at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(e.dataset_id)
+            .bind(e.run_id)
+            .bind(&e.column_name)
+            .bind(&e.change)
+            .bind(&e.old_type)
+            .bind(&e.new_type)
+            .bind(&e.action)
+            .bind(if e.at.is_empty() { &now } else { &e.at })
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A dataset's drift events, newest first.
+    pub async fn drift_events(&self, dataset_id: i64) -> Result<Vec<DriftEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, dataset_id, run_id, column_name, change, old_type, new_type, action, at
+             FROM drift_events WHERE dataset_id = $1 ORDER BY at DESC, id DESC",
+        )
+        .bind(dataset_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DriftEvent {
+                    id: r.try_get(0)?,
+                    dataset_id: r.try_get(1)?,
+                    run_id: r.try_get(2)?,
+                    column_name: r.try_get(3)?,
+                    change: r.try_get(4)?,
+                    old_type: r.try_get(5)?,
+                    new_type: r.try_get(6)?,
+                    action: r.try_get(7)?,
+                    at: r.try_get(8)?,
+                })
+            })
+            .collect()
+    }
+
+    // ----------------------------------------------------------------- alerts
+
+    /// Raises an alert unless one of the same kind is already open for the source; returns
+    /// whether a new one was raised.
+    pub async fn raise_alert(
+        &self,
+        kind: &str,
+        source: &str,
+        dataset: &str,
+        message: &str,
+    ) -> Result<bool> {
+        let open = sqlx::query(
+            "SELECT id FROM alerts WHERE source = $1 AND kind = $2 AND resolved_at IS NULL",
+        )
+        .bind(source)
+        .bind(kind)
+        .fetch_optional(&self.pool)
+        .await?;
+        if open.is_some() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO alerts (kind, source, dataset, message, raised_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(kind)
+        .bind(source)
+        .bind(dataset)
+        .bind(message)
+        .bind(format_ts(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(true)
+    }
+
+    /// Resolves the source's open alerts of these kinds; returns how many.
+    pub async fn resolve_alerts(&self, source: &str, kinds: &[&str]) -> Result<u64> {
+        let mut n = 0;
+        for kind in kinds {
+            n += sqlx::query(
+                "UPDATE alerts SET resolved_at = $3
+                 WHERE source = $1 AND kind = $2 AND resolved_at IS NULL",
+            )
+            .bind(source)
+            .bind(*kind)
+            .bind(format_ts(Utc::now()))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(n)
+    }
+
+    /// Alerts, newest first; only open ones if `open_only`.
+    pub async fn alerts(&self, open_only: bool, limit: i64) -> Result<Vec<Alert>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, source, dataset, message, raised_at, resolved_at FROM alerts
+             WHERE ($1 = 0 OR resolved_at IS NULL) ORDER BY raised_at DESC, id DESC LIMIT $2",
+        )
+        .bind(i64::from(open_only))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Alert {
+                    id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    source: r.try_get(2)?,
+                    dataset: r.try_get(3)?,
+                    message: r.try_get(4)?,
+                    raised_at: r.try_get(5)?,
+                    resolved_at: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// When the dataset's last successful run finished, if it had one.
+    pub async fn last_success(&self, dataset_id: i64) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT MAX(finished_at) FROM runs WHERE dataset_id = $1 AND status = 'succeeded'",
+        )
+        .bind(dataset_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    // ----------------------------------------------------------------- receipts
+
+    /// Stores the signed delivery receipt of a run (as its JSON text).
+    pub async fn record_receipt(&self, run_id: i64, data_sha256: &str, body: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO receipts (run_id, data_sha256, body, issued_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(run_id)
+        .bind(data_sha256)
+        .bind(body)
+        .bind(format_ts(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The signed receipt of a run (JSON text), if it has one.
+    pub async fn receipt(&self, run_id: i64) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT body FROM receipts WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get(0).map_err(Into::into)).transpose()
+    }
+
+    // ----------------------------------------------------------------- delivered files
+
+    /// The delivery of a file with this content hash into the dataset, if there was one.
+    pub async fn delivered_file(
+        &self,
+        dataset_id: i64,
+        sha256: &str,
+    ) -> Result<Option<DeliveredFile>> {
+        let row = sqlx::query(
+            "SELECT dataset_id, sha256, path, size, run_id, delivered_at FROM delivered_files
+             WHERE dataset_id = $1 AND sha256 = $2",
+        )
+        .bind(dataset_id)
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(DeliveredFile {
+                dataset_id: r.try_get(0)?,
+                sha256: r.try_get(1)?,
+                path: r.try_get(2)?,
+                size: r.try_get(3)?,
+                run_id: r.try_get(4)?,
+                delivered_at: r.try_get(5)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Remembers that a file was delivered (loaded) into the dataset.
+    pub async fn record_delivered_file(&self, file: &DeliveredFile) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO delivered_files (dataset_id, sha256, path, size, run_id, delivered_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(file.dataset_id)
+        .bind(&file.sha256)
+        .bind(&file.path)
+        .bind(file.size)
+        .bind(file.run_id)
+        .bind(if file.delivered_at.is_empty() {
+            format_ts(Utc::now())
+        } else {
+            file.delivered_at.clone()
+        })
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -765,6 +1017,7 @@ fn run_from_row(r: &AnyRow) -> Result<Run> {
             rows_flagged: r.try_get("rows_flagged")?,
             lines_skipped: r.try_get("lines_skipped")?,
             bytes_read: r.try_get("bytes_read")?,
+            rows_deleted: r.try_get("rows_deleted")?,
         },
         table_version: r.try_get("table_version")?,
         error: r.try_get("error")?,

@@ -228,6 +228,7 @@ async fn exercise(catalog: &Catalog) {
         rows_flagged: 2,
         lines_skipped: 0,
         bytes_read: 24_383,
+        rows_deleted: 0,
     };
     assert!(counts.balanced());
     catalog

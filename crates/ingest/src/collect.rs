@@ -81,6 +81,11 @@ pub struct CollectRequest {
     pub source_label: String,
     /// Profile the table after loading.
     pub profile: bool,
+    /// What kind of system the unit's source is (`file`, `api` …), recorded in the catalog.
+    pub system_kind: String,
+    /// An application transaction to commit with the data (app id, version), so that a
+    /// delivery can be recognized in the lake as already loaded (drop folders).
+    pub app_transaction: Option<(String, i64)>,
 }
 
 impl Default for CollectRequest {
@@ -100,6 +105,8 @@ impl Default for CollectRequest {
             batch_rows: 32_768,
             source_label: String::new(),
             profile: true,
+            system_kind: "file".into(),
+            app_transaction: None,
         }
     }
 }
@@ -162,11 +169,66 @@ const QUARANTINE_FLUSH: usize = 4096;
 pub struct Collector {
     lake: Lake,
     catalog: Catalog,
+    key: Option<Arc<crate::receipt::PlatformKey>>,
 }
 
 impl Collector {
     pub fn new(lake: Lake, catalog: Catalog) -> Self {
-        Self { lake, catalog }
+        Self {
+            lake,
+            catalog,
+            key: None,
+        }
+    }
+
+    /// Signs a delivery receipt for every run that commits rows, with the platform key.
+    pub fn with_platform_key(mut self, key: Arc<crate::receipt::PlatformKey>) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Issues, stores and notes the signed receipt of a run that committed `versions`.
+    pub(crate) async fn seal(
+        &self,
+        report: &mut RunReport,
+        source: &str,
+        versions: &[i64],
+    ) -> Result<()> {
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        if versions.is_empty() {
+            return Ok(());
+        }
+        let table = report
+            .table
+            .parse::<TableRefText>()
+            .map_err(Error::Invalid)?
+            .0;
+        let receipt = crate::receipt::issue(
+            &self.lake,
+            key,
+            crate::receipt::Delivery {
+                table: &table,
+                run_id: report.run_id,
+                batch_id: &report.batch_id,
+                source,
+                mode: &report.mode,
+                counts: report.counts,
+                versions,
+            },
+        )
+        .await?;
+        let text = serde_json::to_string_pretty(&receipt)
+            .map_err(|e| Error::Invalid(format!("cannot encode the receipt: {e}")))?;
+        self.catalog
+            .record_receipt(report.run_id, &receipt.body.data_sha256, &text)
+            .await?;
+        report.notes.push(format!(
+            "delivery receipt signed: data sha256 {} (`reservoir receipt show {}`)",
+            receipt.body.data_sha256, report.run_id
+        ));
+        Ok(())
     }
 
     pub(crate) fn lake(&self) -> &Lake {
@@ -196,14 +258,26 @@ impl Collector {
             ));
         }
         let mut notes = Vec::new();
-        self.register(&req.unit, &req.dataset, &req.info, "file", &mut notes)
-            .await?;
+        self.register(
+            &req.unit,
+            &req.dataset,
+            &req.info,
+            &req.system_kind,
+            &mut notes,
+        )
+        .await?;
         let table = TableRef::new(Layer::Raw, &req.unit, &req.dataset);
         let dataset = self
             .catalog
             .dataset(Layer::Raw.as_str(), &req.unit, &req.dataset)
             .await?
             .ok_or_else(|| Error::Invalid(format!("dataset {table} vanished from the catalog")))?;
+        for id in self.catalog.interrupt_orphaned_runs(dataset.id).await? {
+            notes.push(format!(
+                "run {id} was left running by a process that is gone; marked interrupted \
+                 (it committed nothing: a file load is one commit)"
+            ));
+        }
 
         let batch_id = uuid::Uuid::now_v7().to_string();
         let run_id = self
@@ -340,6 +414,15 @@ impl Collector {
                     report.notes.push(format!("profiling failed: {e}"));
                 }
             }
+        }
+        if let Some(v) = report.table_version {
+            let source = report
+                .files
+                .iter()
+                .map(|f| f.path.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.seal(&mut report, &source, &[v]).await?;
         }
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(report)
@@ -570,13 +653,15 @@ impl Loader {
                 non_null = vec![0; plan.len()];
                 let conv =
                     Converter::new(plan, &self.batch_id, self.ingested_at, self.req.infer_rows);
-                let sink = self.handle.block_on(
-                    self.lake
-                        .write(self.table.clone(), conv.schema().clone())
-                        .with_mode(self.req.mode)
-                        .with_commit_metadata("reservoir.batch", serde_json::json!(self.batch_id))
-                        .start(),
-                )?;
+                let mut write = self
+                    .lake
+                    .write(self.table.clone(), conv.schema().clone())
+                    .with_mode(self.req.mode)
+                    .with_commit_metadata("reservoir.batch", serde_json::json!(self.batch_id));
+                if let Some((app_id, version)) = &self.req.app_transaction {
+                    write = write.with_app_transaction(app_id, *version);
+                }
+                let sink = self.handle.block_on(write.start())?;
                 sinks.data = Some(sink);
                 converter = Some(conv);
             }
@@ -793,5 +878,23 @@ impl Loader {
             .iter()
             .map(|p| columns.iter().position(|c| *c == p.name))
             .collect())
+    }
+}
+
+/// `layer.unit.name` parsed back into a table reference.
+struct TableRefText(TableRef);
+
+impl std::str::FromStr for TableRefText {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let parts: Vec<&str> = s.splitn(3, '.').collect();
+        match parts.as_slice() {
+            [layer, unit, name] => Ok(Self(TableRef::new(
+                layer.parse::<Layer>().map_err(|e| e.to_string())?,
+                *unit,
+                *name,
+            ))),
+            _ => Err(format!("{s:?} is not layer.unit.name")),
+        }
     }
 }

@@ -81,6 +81,9 @@ pub enum Error {
     #[error("database {name}: {message}")]
     Database { name: String, message: String },
 
+    #[error("message stream {name}: {message}")]
+    Stream { name: String, message: String },
+
     #[error("{table}: the source's columns no longer match the table: {message}")]
     SchemaDrift { table: String, message: String },
 

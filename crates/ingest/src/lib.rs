@@ -18,9 +18,13 @@ pub mod db;
 pub mod decode;
 mod error;
 pub mod excel;
+pub mod folder;
+pub mod http;
 pub mod infer;
 pub mod json;
+pub mod nats;
 pub mod reader;
+pub mod receipt;
 pub mod source;
 pub mod value;
 
@@ -30,5 +34,5 @@ pub use collect::{
 };
 pub use error::{Error, Result};
 pub use reader::Format;
-pub use source::SourceDef;
+pub use source::{SourceDef, SourceOutcome, SourceRequest};
 pub use value::ColumnType;

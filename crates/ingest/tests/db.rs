@@ -8,38 +8,26 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::util::display::array_value_to_string;
-use reservoir_catalog::Catalog;
 use reservoir_ingest::db::{DatabaseSource, DbKind, SyncMode, SyncRequest};
 use reservoir_ingest::{Collector, DatasetInfo, Error, NoProgress, RunReport};
 use reservoir_lake::APP_VERSION_KEY;
-use reservoir_lake::{Lake, Layer, TableRef};
-use reservoir_query::QueryEngine;
-use reservoir_testkit::PgDatabase;
+use reservoir_lake::{Layer, TableRef};
+use reservoir_testkit::{LakeHome, PgDatabase};
 use sqlx::Connection;
 
-struct Env {
-    _dir: tempfile::TempDir,
-    lake: Lake,
-    catalog: Catalog,
+/// A temporary lake and catalog (`testkit::LakeHome`) with this file's helpers.
+struct Env(LakeHome);
+
+impl std::ops::Deref for Env {
+    type Target = LakeHome;
+    fn deref(&self) -> &LakeHome {
+        &self.0
+    }
 }
 
 impl Env {
     async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::local(dir.path().join("lake")).unwrap();
-        let catalog = Catalog::connect(&format!(
-            "sqlite://{}",
-            dir.path().join("catalog.db").display()
-        ))
-        .await
-        .unwrap();
-        Self {
-            _dir: dir,
-            lake,
-            catalog,
-        }
+        Self(LakeHome::new().await)
     }
 
     async fn sync(&self, source: DatabaseSource, dataset: &str) -> Result<RunReport, Error> {
@@ -58,31 +46,6 @@ impl Env {
             )
             .await
     }
-
-    async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
-        let engine = QueryEngine::new(&self.lake, &self.catalog).await.unwrap();
-        let batches: Vec<RecordBatch> = engine.query(sql).await.unwrap();
-        let mut out = Vec::new();
-        for b in &batches {
-            for r in 0..b.num_rows() {
-                out.push(
-                    b.columns()
-                        .iter()
-                        .map(|c| (!c.is_null(r)).then(|| array_value_to_string(c, r).unwrap()))
-                        .collect(),
-                );
-            }
-        }
-        out
-    }
-
-    async fn ints(&self, sql: &str) -> Vec<i64> {
-        self.rows(sql)
-            .await
-            .into_iter()
-            .map(|r| r[0].as_deref().unwrap().parse().unwrap())
-            .collect()
-    }
 }
 
 fn source(kind: DbKind, url: &str, table: &str, mode: SyncMode) -> DatabaseSource {
@@ -92,9 +55,10 @@ fn source(kind: DbKind, url: &str, table: &str, mode: SyncMode) -> DatabaseSourc
         table: table.into(),
         mode,
         key: vec!["id".into()],
-        cursor: (mode == SyncMode::Incremental).then(|| "updated_at".into()),
+        cursor: mode.is_incremental().then(|| "updated_at".into()),
         batch_rows: 3,
         max_batches: None,
+        detect_deletes: false,
     }
 }
 
@@ -395,6 +359,248 @@ async fn postgres_incremental_sync_is_exactly_once() {
     assert!(
         err.contains(r#"column "updated_at" of loose allows NULL"#),
         "{err}"
+    );
+    db.drop_db().await;
+}
+
+/// Upsert mode mirrors the source: changed rows replace their earlier version by key (MERGE),
+/// deleted rows are found by comparing keys; drift adds, widens, narrows, keeps and stops.
+#[tokio::test]
+async fn postgres_upsert_deletes_and_drift() {
+    let db = PgDatabase::create().await;
+    pg_exec(
+        &db.url,
+        "CREATE TABLE licences (id int PRIMARY KEY, holder text, amount numeric(10,2),
+                                updated_at timestamptz NOT NULL);
+         INSERT INTO licences
+           SELECT g, 'holder ' || g, g * 1.25,
+                  '2024-01-01 00:00:00+00'::timestamptz + (g / 3) * interval '1 second'
+           FROM generate_series(1, 10) g;",
+    )
+    .await;
+    let env = Env::new().await;
+    let table = TableRef::new(Layer::Raw, "unit", "licences");
+    let app = "reservoir:unit.licences";
+    let mut src = source(DbKind::Postgres, &db.url, "licences", SyncMode::Upsert);
+    src.detect_deletes = true;
+
+    let r = env.sync(src.clone(), "licences").await.unwrap();
+    assert_eq!((r.counts.rows_read, r.counts.rows_loaded), (10, 10));
+    assert_eq!(r.counts.rows_deleted, 0);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("no deleted rows (10 source keys checked)")),
+        "{:?}",
+        r.notes
+    );
+    // Batches of three: 3 + 3 + 3 + 1, one commit each.
+    assert_eq!(
+        env.lake
+            .app_commit(&table, app)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        4
+    );
+
+    pg_exec(
+        &db.url,
+        "UPDATE licences SET holder = '变更', amount = 99.99, updated_at = '2024-03-01+00'
+           WHERE id IN (2, 7);
+         INSERT INTO licences VALUES (11, '新', 1, '2024-03-01+00');
+         DELETE FROM licences WHERE id IN (4, 9);",
+    )
+    .await;
+    let r = env.sync(src.clone(), "licences").await.unwrap();
+    assert_eq!(
+        (
+            r.counts.rows_read,
+            r.counts.rows_loaded,
+            r.counts.rows_deleted
+        ),
+        (3, 3, 2)
+    );
+    let run = env.catalog.run(r.run_id).await.unwrap().unwrap();
+    assert_eq!(run.counts.rows_deleted, 2);
+    assert_eq!(
+        (
+            run.details["inserted"].as_i64(),
+            run.details["updated"].as_i64()
+        ),
+        (Some(1), Some(2))
+    );
+    assert_eq!(
+        env.ints("SELECT id FROM raw.unit.licences ORDER BY id")
+            .await,
+        [1, 2, 3, 5, 6, 7, 8, 10, 11]
+    );
+    assert_eq!(
+        env.rows("SELECT id, holder, CAST(amount AS VARCHAR) FROM raw.unit.licences WHERE id IN (1, 2, 7, 11) ORDER BY id")
+            .await,
+        [
+            [s("1"), s("holder 1"), s("1.25")],
+            [s("2"), s("变更"), s("99.99")],
+            [s("7"), s("变更"), s("99.99")],
+            [s("11"), s("新"), s("1.00")]
+        ]
+    );
+    // The delete commit is a transaction of its own and keeps the cursor the batches reached.
+    let commit = env.lake.app_commit(&table, app).await.unwrap().unwrap();
+    assert_eq!(commit.version, 6);
+    assert_eq!(
+        commit.metadata["reservoir.cursor"],
+        serde_json::json!(["2024-03-01 00:00:00+00", "11"])
+    );
+
+    // Nothing changed: nothing read, nothing deleted, no commit.
+    let r = env.sync(src.clone(), "licences").await.unwrap();
+    assert_eq!((r.counts.rows_read, r.counts.rows_deleted), (0, 0));
+    assert_eq!(
+        env.lake
+            .app_commit(&table, app)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        6
+    );
+
+    // Drift, lossless: a new column is added; a wider decimal rewrites the table.
+    pg_exec(
+        &db.url,
+        "ALTER TABLE licences ADD COLUMN street text;
+         ALTER TABLE licences ALTER COLUMN amount TYPE numeric(14,3);
+         UPDATE licences SET street = '岳阳街道', updated_at = '2024-04-01+00' WHERE id = 3;",
+    )
+    .await;
+    let r = env.sync(src.clone(), "licences").await.unwrap();
+    assert_eq!(r.counts.rows_read, 1);
+    let notes = r.notes.join("\n");
+    assert!(notes.contains(r#"column "street" (Utf8) added"#), "{notes}");
+    assert!(
+        notes.contains(r#"column "amount" widened from Decimal128(10, 2) to Decimal128(14, 3)"#),
+        "{notes}"
+    );
+    assert_eq!(
+        env.rows("SELECT id, street, CAST(amount AS VARCHAR) FROM raw.unit.licences WHERE id IN (1, 3) ORDER BY id")
+            .await,
+        [[s("1"), None, s("1.250")], [s("3"), s("岳阳街道"), s("3.750")]]
+    );
+
+    // A column dropped at the source stays, NULL in new rows; a narrower decimal loads into the
+    // table's wider type.
+    pg_exec(
+        &db.url,
+        "ALTER TABLE licences DROP COLUMN holder;
+         ALTER TABLE licences ALTER COLUMN amount TYPE numeric(12,3);
+         UPDATE licences SET amount = 5.5, updated_at = '2024-05-01+00' WHERE id = 5;",
+    )
+    .await;
+    let r = env.sync(src.clone(), "licences").await.unwrap();
+    assert_eq!(r.counts.rows_read, 1);
+    let notes = r.notes.join("\n");
+    assert!(
+        notes.contains(r#"column "holder" (Utf8) removed: kept in the table"#),
+        "{notes}"
+    );
+    assert!(notes.contains(r#"column "amount" narrowed"#), "{notes}");
+    assert_eq!(
+        env.rows("SELECT id, holder, CAST(amount AS VARCHAR) FROM raw.unit.licences WHERE id IN (1, 5) ORDER BY id")
+            .await,
+        [[s("1"), s("holder 1"), s("1.250")], [s("5"), None, s("5.500")]]
+    );
+
+    // Lossy: text to integer stops the run, names the column, and is recorded too.
+    pg_exec(
+        &db.url,
+        "ALTER TABLE licences ALTER COLUMN street TYPE int USING NULL",
+    )
+    .await;
+    let err = env
+        .sync(src.clone(), "licences")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(r#"column "street" was Utf8 and is now Int64"#),
+        "{err}"
+    );
+    let dataset = env
+        .catalog
+        .dataset("raw", "unit", "licences")
+        .await
+        .unwrap()
+        .unwrap();
+    let events = env.catalog.drift_events(dataset.id).await.unwrap();
+    let mut kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.column_name.as_str(), e.change.as_str()))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            ("amount", "narrowed"),
+            ("amount", "widened"),
+            ("holder", "removed"),
+            ("street", "added"),
+            ("street", "changed"),
+        ]
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.change == "changed" && e.action.starts_with("run stopped"))
+    );
+    db.drop_db().await;
+}
+
+/// MariaDB in upsert mode with a composite key, and in full mode.
+#[tokio::test]
+async fn mariadb_upsert_with_a_composite_key() {
+    let db = MyDatabase::create().await;
+    db.exec(
+        "CREATE TABLE cases (street CHAR(9) NOT NULL, seq INT UNSIGNED NOT NULL, status VARCHAR(20),
+                             updated_at DATETIME(6) NOT NULL, PRIMARY KEY (street, seq));
+         INSERT INTO cases VALUES
+           ('310117001', 1, '受理', '2024-01-01 08:00:00.000001'),
+           ('310117001', 2, '受理', '2024-01-01 08:00:00.000001'),
+           ('310117002', 1, '受理', '2024-01-01 08:00:00.000001'),
+           ('310117002', 2, '受理', '2024-01-01 08:00:00.000002');",
+    )
+    .await;
+    let env = Env::new().await;
+    let mut src = source(DbKind::MySql, &db.url, "cases", SyncMode::Upsert);
+    src.key = vec!["street".into(), "seq".into()];
+    src.detect_deletes = true;
+    let r = env.sync(src.clone(), "cases").await.unwrap();
+    assert_eq!((r.counts.rows_read, r.counts.rows_loaded), (4, 4));
+    db.exec(
+        "UPDATE cases SET status = '办结', updated_at = '2024-01-02' WHERE street = '310117002' AND seq = 1;
+         DELETE FROM cases WHERE street = '310117001' AND seq = 2;",
+    )
+    .await;
+    let r = env.sync(src.clone(), "cases").await.unwrap();
+    assert_eq!((r.counts.rows_read, r.counts.rows_deleted), (1, 1));
+    assert_eq!(
+        env.rows("SELECT street, CAST(seq AS VARCHAR) AS n, status FROM raw.unit.cases ORDER BY street, n")
+            .await,
+        [
+            [s("310117001"), s("1"), s("受理")],
+            [s("310117002"), s("1"), s("办结")],
+            [s("310117002"), s("2"), s("受理")]
+        ]
+    );
+
+    // A full sync replaces the table with what the source has now.
+    let mut full = source(DbKind::MySql, &db.url, "cases", SyncMode::Full);
+    full.key = vec!["street".into(), "seq".into()];
+    let r = env.sync(full, "cases_full").await.unwrap();
+    assert_eq!(
+        (r.counts.rows_read, r.counts.rows_loaded, r.table_rows),
+        (3, 3, 3)
     );
     db.drop_db().await;
 }

@@ -13,6 +13,7 @@
 //! [aborting](BatchSink::abort) a sink commits nothing.
 
 mod error;
+mod merge;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use deltalake::DeltaTable;
 use url::Url;
 
 pub use error::{Error, Result};
+pub use merge::{CommitTags, MergeOutcome};
 pub use write::{BatchSink, TableWrite, WriteMode, WriteOutcome};
 
 /// Re-export so that dependents use the exact Delta version the lake writes with.
@@ -257,6 +259,17 @@ pub const APP_ID_KEY: &str = "reservoir.app";
 pub const APP_VERSION_KEY: &str = "reservoir.app_version";
 
 impl Lake {
+    /// The transaction version `app_id` last committed to `table` (the `txn` action), if any.
+    pub async fn app_version(&self, table: &TableRef, app_id: &str) -> Result<Option<i64>> {
+        let Some(delta) = self.open(table).await? else {
+            return Ok(None);
+        };
+        Ok(delta
+            .snapshot()?
+            .transaction_version(delta.log_store().as_ref(), app_id)
+            .await?)
+    }
+
     /// The latest commit that `app_id` made to `table` with a transaction id, if any.
     ///
     /// The transaction version comes from the snapshot (the Delta protocol's `txn` action), and
@@ -290,6 +303,70 @@ impl Lake {
             "{table}: transaction {app_id:?} is at version {version} but no commit in the \
              history carries its metadata"
         )))
+    }
+}
+
+/// A data file a commit added.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AddedFile {
+    /// Path relative to the table's folder, as the Delta log records it.
+    pub path: String,
+    pub size: i64,
+}
+
+impl Lake {
+    /// The data files the commit that made `version` of `table` added (its `add` actions).
+    pub async fn commit_files(&self, table: &TableRef, version: i64) -> Result<Vec<AddedFile>> {
+        let delta = self.open_existing(table).await?;
+        let bytes = delta
+            .log_store()
+            .read_commit_entry(version as u64)
+            .await?
+            .ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "{table}: the log has no commit {version} (cleaned up by log retention?)"
+                ))
+            })?;
+        let mut files = Vec::new();
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let action: serde_json::Value = serde_json::from_slice(line)
+                .map_err(|e| Error::Corrupt(format!("{table}: commit {version}: {e}")))?;
+            if let Some(add) = action.get("add") {
+                let path = add.get("path").and_then(|p| p.as_str());
+                let size = add.get("size").and_then(|s| s.as_i64());
+                match (path, size) {
+                    (Some(path), Some(size)) => files.push(AddedFile {
+                        path: path.to_string(),
+                        size,
+                    }),
+                    _ => {
+                        return Err(Error::Corrupt(format!(
+                            "{table}: commit {version} has an add action without path or size"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    /// SHA-256 (hex) of one of a table's data files (a path as the Delta log records it),
+    /// streamed.
+    pub async fn file_sha256(&self, table: &TableRef, path: &str) -> Result<String> {
+        use futures::StreamExt;
+        use object_store::ObjectStoreExt as _;
+        use sha2::Digest;
+        let delta = self.open_existing(table).await?;
+        let store = delta.log_store().object_store(None);
+        let location = object_store::path::Path::from_url_path(path)
+            .map_err(|e| Error::Corrupt(format!("{table}: data file path {path:?}: {e}")))?;
+        let read = |e: object_store::Error| Error::Corrupt(format!("{table}: reading {path}: {e}"));
+        let mut stream = store.get(&location).await.map_err(read)?.into_stream();
+        let mut hasher = sha2::Sha256::new();
+        while let Some(chunk) = stream.next().await {
+            hasher.update(chunk.map_err(read)?);
+        }
+        Ok(hex::encode(hasher.finalize()))
     }
 }
 

@@ -4,7 +4,6 @@
 //! DataFusion plan that delta-rs's write operation executes, encoding Parquet files as batches
 //! arrive. Memory stays bounded by the channel capacity plus the Parquet writer's row groups.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -17,8 +16,6 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
-use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder};
@@ -26,7 +23,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::{Error, Lake, Result, TableRef};
+use crate::{CommitTags, Error, Lake, Result, TableRef};
 
 /// Batches buffered between producer and writer.
 const CHANNEL_CAPACITY: usize = 4;
@@ -61,8 +58,8 @@ pub struct TableWrite {
     table: TableRef,
     schema: SchemaRef,
     mode: WriteMode,
-    transactions: Vec<Transaction>,
-    metadata: HashMap<String, serde_json::Value>,
+    add_columns: bool,
+    tags: CommitTags,
 }
 
 /// What a committed write did.
@@ -81,8 +78,8 @@ impl TableWrite {
             table,
             schema,
             mode: WriteMode::Append,
-            transactions: Vec::new(),
-            metadata: HashMap::new(),
+            add_columns: false,
+            tags: CommitTags::default(),
         }
     }
 
@@ -94,16 +91,20 @@ impl TableWrite {
     /// Records an application transaction (`txn` action) in the same commit as the data, so that
     /// readers can tell which batch of which source a table version holds.
     pub fn with_app_transaction(mut self, app_id: impl ToString, version: i64) -> Self {
-        let app_id = app_id.to_string();
-        self.metadata.insert(
-            crate::APP_ID_KEY.into(),
-            serde_json::Value::from(app_id.clone()),
-        );
-        self.metadata.insert(
-            crate::APP_VERSION_KEY.into(),
-            serde_json::Value::from(version),
-        );
-        self.transactions.push(Transaction::new(app_id, version));
+        self.tags = self.tags.with_app_transaction(app_id, version);
+        self
+    }
+
+    /// Lets an append add the columns of `schema` the table does not have yet (earlier rows
+    /// read them as NULL). Without it, a schema that differs from the table's fails the write.
+    pub fn with_new_columns(mut self) -> Self {
+        self.add_columns = true;
+        self
+    }
+
+    /// Sets the transaction and metadata of the commit at once.
+    pub fn with_tags(mut self, tags: CommitTags) -> Self {
+        self.tags = tags;
         self
     }
 
@@ -113,7 +114,7 @@ impl TableWrite {
         key: impl Into<String>,
         value: serde_json::Value,
     ) -> Self {
-        self.metadata.insert(key.into(), value);
+        self.tags = self.tags.with_metadata(key, value);
         self
     }
 
@@ -141,10 +142,7 @@ impl TableWrite {
             WriteMode::Append => SaveMode::Append,
             WriteMode::Overwrite => SaveMode::Overwrite,
         };
-        let mut props = CommitProperties::default().with_metadata(self.metadata);
-        for t in self.transactions {
-            props = props.with_application_transaction(t);
-        }
+        let props = self.tags.into_properties();
         let mut builder = delta
             .write(Vec::new())
             .with_input_plan(plan)
@@ -154,6 +152,8 @@ impl TableWrite {
         if self.mode == WriteMode::Overwrite {
             // Overwriting replaces the schema along with the rows.
             builder = builder.with_schema_mode(SchemaMode::Overwrite);
+        } else if self.add_columns {
+            builder = builder.with_schema_mode(SchemaMode::Merge);
         }
         let handle = tokio::spawn(async move {
             let table = builder.await?;

@@ -4,5 +4,6 @@ pub mod catalog;
 pub mod collect;
 pub mod demo;
 pub mod init;
+pub mod receipt;
 pub mod serve;
 pub mod sql;

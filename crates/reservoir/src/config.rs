@@ -18,6 +18,25 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub ingest: IngestConfig,
     pub server: ServerSection,
+    pub scheduler: SchedulerConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Whether `reservoir serve` runs the sources that have a `schedule`.
+    pub enabled: bool,
+    /// Time zone the schedules are read in (IANA name).
+    pub timezone: String,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            timezone: "Asia/Shanghai".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +146,13 @@ max_upload_mb = 512
 # Most rows and longest time (seconds) of a SQL query through the API.
 query_row_limit = 10000
 query_timeout_secs = 60
+
+[scheduler]
+# reservoir serve collects every source in sources/ that has a `schedule` (cron, e.g.
+# schedule = "0 2 * * *"), retries failures, and raises alerts for failed and late sources.
+enabled = true
+# Time zone the schedules are read in.
+timezone = "Asia/Shanghai"
 "#;
 
 impl Config {
@@ -153,6 +179,12 @@ impl Config {
             bail!(
                 "server.bind {:?} is not an address like 127.0.0.1:8080",
                 self.server.bind
+            );
+        }
+        if self.scheduler.timezone.parse::<chrono_tz::Tz>().is_err() {
+            bail!(
+                "scheduler.timezone {:?} is not an IANA time zone like Asia/Shanghai",
+                self.scheduler.timezone
             );
         }
         if self.ingest.infer_rows == 0 || self.ingest.batch_rows == 0 {

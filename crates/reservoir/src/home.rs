@@ -78,6 +78,22 @@ impl Home {
         })
     }
 
+    /// The platform's signing key for delivery receipts, created on first use.
+    pub fn platform_key(&self) -> Result<std::sync::Arc<reservoir_ingest::receipt::PlatformKey>> {
+        let path = self.root.join("keys").join("platform.key");
+        let key = reservoir_ingest::receipt::PlatformKey::load_or_create(&path)
+            .with_context(|| format!("opening the platform key {}", path.display()))?;
+        Ok(std::sync::Arc::new(key))
+    }
+
+    /// A collector over the home's lake and catalog that signs delivery receipts.
+    pub fn collector(&self) -> Result<reservoir_ingest::Collector> {
+        Ok(
+            reservoir_ingest::Collector::new(self.lake.clone(), self.catalog.clone())
+                .with_platform_key(self.platform_key()?),
+        )
+    }
+
     /// The folder of declarative source definitions.
     pub fn sources_dir(&self) -> PathBuf {
         self.root.join("sources")

@@ -8,6 +8,7 @@ mod config;
 mod home;
 mod print;
 mod progress;
+mod scheduler;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ enum Command {
     /// Look at the catalog: units, datasets, runs, profiles.
     #[command(subcommand)]
     Catalog(cmd::catalog::Command),
+    /// Signed delivery receipts: show a run's, verify one.
+    #[command(subcommand)]
+    Receipt(cmd::receipt::Command),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
             Command::Sql(args) => cmd::sql::run(home, args).await,
             Command::Serve(args) => cmd::serve::run(home, args).await,
             Command::Catalog(c) => cmd::catalog::run(home, c).await,
+            Command::Receipt(c) => cmd::receipt::run(home, c).await,
         }
     });
     match result {

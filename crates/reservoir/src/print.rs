@@ -57,6 +57,12 @@ pub fn run_summary(r: &RunReport) {
         "  rows     read {} = loaded {} + quarantined {}",
         c.rows_read, c.rows_loaded, c.rows_quarantined
     );
+    if c.rows_deleted > 0 {
+        println!(
+            "           deleted {} (no longer in the source)",
+            c.rows_deleted
+        );
+    }
     if c.rows_padded > 0 || c.rows_flagged > 0 {
         println!(
             "           flagged {} (of which {} short rows padded with NULL; see _flags)",
@@ -199,5 +205,26 @@ pub fn dataset(
                 r.error.as_deref().map(|e| clip(e, 80)).unwrap_or_default()
             );
         }
+    }
+}
+
+/// What a scan of a drop folder did.
+pub fn folder_summary(f: &reservoir_ingest::folder::FolderReport) {
+    for r in &f.loaded {
+        run_summary(r);
+    }
+    println!(
+        "folder {}: {} new files loaded, {} skipped{}",
+        f.folder,
+        f.loaded.len(),
+        f.skipped.len(),
+        if f.failed > 0 {
+            format!(", {} failed", f.failed)
+        } else {
+            String::new()
+        }
+    );
+    for s in &f.skipped {
+        println!("  skipped {}: {}", s.path, s.reason);
     }
 }

@@ -269,3 +269,183 @@ fn serve_answers_and_stops_gracefully() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l == "Stopped."), "{rest:?}");
 }
+
+/// Every run that commits rows gets a signed receipt; `reservoir receipt verify` finds a
+/// forged receipt and a data file changed after delivery.
+#[test]
+fn receipts_are_signed_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let out = ok(&reservoir(home, &["init"]));
+    assert!(out.contains("receipts signed with platform key"), "{out}");
+    let villages = shared_data("admin_divisions/songjiang_310117_villages_extract.csv");
+    let json = ok(&reservoir(
+        home,
+        &[
+            "collect",
+            "--unit",
+            "minzheng",
+            "--dataset",
+            "villages",
+            "--json",
+            villages.to_str().unwrap(),
+        ],
+    ));
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let run = report["run_id"].as_i64().unwrap().to_string();
+    assert!(
+        report["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("delivery receipt signed")),
+        "{report:#}"
+    );
+    let file = dir.path().join("receipt.json");
+    ok(&reservoir(
+        home,
+        &["receipt", "show", &run, "--out", file.to_str().unwrap()],
+    ));
+    let receipt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(receipt["table"], "raw.minzheng.villages");
+    assert_eq!(receipt["rows"]["loaded"], 386);
+    let out = ok(&reservoir(
+        home,
+        &["receipt", "verify", file.to_str().unwrap()],
+    ));
+    assert!(out.contains("✔ signature valid"), "{out}");
+    assert!(
+        out.contains("read 386 = loaded 386 + quarantined 0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("✔ the lake holds exactly the delivered files"),
+        "{out}"
+    );
+
+    // A forged count breaks the signature.
+    let forged = dir.path().join("forged.json");
+    let mut f = receipt.clone();
+    f["rows"]["loaded"] = serde_json::json!(385);
+    std::fs::write(&forged, serde_json::to_string(&f).unwrap()).unwrap();
+    let err = fails(&reservoir(
+        home,
+        &["receipt", "verify", forged.to_str().unwrap()],
+    ));
+    assert!(err.contains("altered after signing"), "{err}");
+
+    // A data file changed after delivery is found.
+    let path = receipt["files"][0]["path"].as_str().unwrap();
+    let data = home.join("lake/raw/minzheng/villages").join(path);
+    let mut bytes = std::fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&data, bytes).unwrap();
+    let err = fails(&reservoir(
+        home,
+        &["receipt", "verify", file.to_str().unwrap()],
+    ));
+    assert!(err.contains("content changed"), "{err}");
+}
+
+/// `reservoir serve` runs scheduled sources: a drop folder collected every second (each file
+/// once), and a source that cannot connect raises a `failed` alert after its retries.
+#[test]
+fn serve_runs_scheduled_sources_and_raises_alerts() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    ok(&Command::new(env!("CARGO_BIN_EXE_reservoir"))
+        .arg("init")
+        .arg(&home)
+        .output()
+        .unwrap());
+    std::fs::create_dir(home.join("drop")).unwrap();
+    std::fs::write(
+        home.join("sources/vaccinations.toml"),
+        "unit = \"weijian\"\ndataset = \"vaccinations\"\nkind = \"folder\"\nschedule = \"* * * * * *\"\n\
+         [folder]\npath = \"../drop\"\npattern = \"*.csv\"\nsettle_secs = 0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        home.join("sources/broken.toml"),
+        "unit = \"gongan\"\ndataset = \"people\"\nkind = \"postgres\"\nschedule = \"* * * * * *\"\n\
+         retries = 1\nretry_backoff_secs = 0\n\
+         [database]\nurl = \"postgres://nobody@127.0.0.1:9/none\"\ntable = \"people\"\n",
+    )
+    .unwrap();
+    std::fs::write(home.join("drop/2024-01.csv"), "id,dose\n1,1\n2,2\n").unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reservoir"))
+        .arg("--home")
+        .arg(&home)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .strip_prefix("Reservoir console: http://")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp.split_once("\r\n\r\n").unwrap().1.to_string()
+    };
+    let wait_for = |what: &str, check: &dyn Fn() -> bool| {
+        for _ in 0..120 {
+            if check() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        panic!("timed out waiting for {what}");
+    };
+    let rows = || -> i64 {
+        let body = get("/api/v1/datasets/raw/weijian/vaccinations");
+        serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v["dataset"]["row_count"]
+                    .as_i64()
+                    .or(v["row_count"].as_i64())
+            })
+            .unwrap_or(0)
+    };
+    wait_for("the first file", &|| rows() == 2);
+    std::fs::write(home.join("drop/2024-02.csv"), "id,dose\n3,1\n").unwrap();
+    wait_for("the second file", &|| rows() == 3);
+    // More scans, no more rows: each file loads once.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(rows(), 3);
+
+    wait_for("the failed alert", &|| {
+        get("/api/v1/alerts").contains(r#""kind":"failed""#)
+    });
+    let alerts: Vec<serde_json::Value> = serde_json::from_str(&get("/api/v1/alerts")).unwrap();
+    let failed = alerts.iter().find(|a| a["kind"] == "failed").unwrap();
+    assert_eq!(failed["source"], "broken");
+    let message = failed["message"].as_str().unwrap();
+    assert!(message.contains("failed after 2 attempts"), "{message}");
+    assert!(message.contains("cannot connect"), "{message}");
+    assert!(!message.contains("nobody:"), "{message}");
+
+    assert!(
+        Command::new("kill")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+}

@@ -32,6 +32,8 @@ timeout (408), payload_too_large (413) and internal (500).",
         catalog::dataset,
         catalog::dataset_sample,
         catalog::dataset_runs,
+        catalog::dataset_drift,
+        catalog::alerts,
         catalog::runs,
         catalog::run,
         catalog::run_quarantine,
@@ -66,6 +68,11 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
             "/datasets/{layer}/{unit}/{name}/runs",
             get(catalog::dataset_runs),
         )
+        .route(
+            "/datasets/{layer}/{unit}/{name}/drift",
+            get(catalog::dataset_drift),
+        )
+        .route("/alerts", get(catalog::alerts))
         .route("/runs", get(catalog::runs))
         .route("/runs/{id}", get(catalog::run))
         .route("/runs/{id}/quarantine", get(catalog::run_quarantine))

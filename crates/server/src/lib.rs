@@ -93,6 +93,19 @@ impl AppState {
         }))
     }
 
+    /// Signs a delivery receipt for every upload that commits rows.
+    pub fn with_platform_key(self, key: Arc<reservoir_ingest::receipt::PlatformKey>) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                let plain = Collector::new(inner.lake.clone(), inner.catalog.clone());
+                inner.collector =
+                    std::mem::replace(&mut inner.collector, plain).with_platform_key(key);
+                Self(Arc::new(inner))
+            }
+            Err(shared) => Self(shared),
+        }
+    }
+
     pub fn catalog(&self) -> &Catalog {
         &self.0.catalog
     }

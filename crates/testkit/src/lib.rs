@@ -7,6 +7,60 @@ use std::path::PathBuf;
 
 use sqlx::Connection;
 
+/// A lake and a SQLite catalog in a temporary folder, for tests that collect and then query.
+pub struct LakeHome {
+    pub dir: tempfile::TempDir,
+    pub lake: reservoir_lake::Lake,
+    pub catalog: reservoir_catalog::Catalog,
+}
+
+impl LakeHome {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let lake = reservoir_lake::Lake::local(dir.path().join("lake")).expect("lake");
+        let catalog = reservoir_catalog::Catalog::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("catalog.db").display()
+        ))
+        .await
+        .expect("catalog");
+        Self { dir, lake, catalog }
+    }
+
+    /// Runs SQL over the lake; every value as its display text, NULL as `None`.
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        use arrow::util::display::array_value_to_string;
+        let engine = reservoir_query::QueryEngine::new(&self.lake, &self.catalog)
+            .await
+            .expect("query engine");
+        let batches = engine
+            .query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let mut out = Vec::new();
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                out.push(
+                    b.columns()
+                        .iter()
+                        .map(|c| (!c.is_null(r)).then(|| array_value_to_string(c, r).unwrap()))
+                        .collect(),
+                );
+            }
+        }
+        out
+    }
+
+    /// The first column of each row, as integers.
+    pub async fn ints(&self, sql: &str) -> Vec<i64> {
+        self.rows(sql)
+            .await
+            .into_iter()
+            .map(|r| r[0].as_deref().unwrap().parse().unwrap())
+            .collect()
+    }
+}
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -69,6 +123,18 @@ impl PgDatabase {
             url.push_str("application_name=reservoir-test");
         }
         Self { url, name, admin }
+    }
+
+    /// Runs SQL statements (separated by `;`) in the database.
+    pub async fn exec(&self, sql: &str) {
+        let mut conn = sqlx::PgConnection::connect(&self.url)
+            .await
+            .expect("connect to the test database");
+        sqlx::raw_sql(sql)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        conn.close().await.ok();
     }
 
     /// Drops the database (connections to it must be closed first).

@@ -6,17 +6,27 @@
 //!    ORDER BY cursor, key LIMIT n            load → quarantine       data + txn(app, n) + cursor
 //! ```
 //!
-//! Two modes:
+//! Three modes:
 //! - **full**: the whole table in one overwrite commit; a failed run leaves the previous version.
+//! - **upsert**: like incremental, but each batch is merged into the table by key (Delta MERGE):
+//!   a changed row replaces its earlier version, so the table mirrors the source. With
+//!   `detect_deletes`, a run that reached the end of the source also compares all the source's
+//!   keys with the table's and deletes the rows the source no longer has, in one more commit.
 //! - **incremental**: rows after the committed cursor, in batches of `batch_rows`, ordered by
 //!   the cursor column and then the key columns, so rows sharing a cursor value are never
 //!   skipped or loaded twice across batch boundaries. Each batch is one Delta commit carrying
 //!   an application transaction (`txn` action, app id `reservoir:<unit>.<dataset>`, version =
 //!   batch sequence) and the cursor it reached, in the same atomic commit. A run resumes from
 //!   the cursor of the last committed batch, so a retried or interrupted run never loads a row
-//!   twice and a crash in the middle of a batch leaves nothing of it visible.
+//!   twice and a crash in the middle of a batch leaves nothing of it visible. The table keeps
+//!   every version of a changed row (a change log).
+//!
+//! Schema drift is handled before any row is read (see [`drift`]): new columns are added,
+//! lossless type changes widen the table, anything else stops the run; each event is recorded in
+//! the catalog.
 
 mod conn;
+pub(crate) mod drift;
 pub mod types;
 
 use std::sync::Arc;
@@ -29,8 +39,8 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Field as ArrowField, Schema, SchemaRef};
 use chrono::Utc;
 use futures::TryStreamExt;
-use reservoir_catalog::{Field, NewRun, RunCounts, RunOutcome, RunStatus};
-use reservoir_lake::{Layer, TableRef, WriteMode, meta};
+use reservoir_catalog::{DriftEvent, Field, NewRun, RunCounts, RunOutcome, RunStatus};
+use reservoir_lake::{CommitTags, Layer, TableRef, WriteMode, meta};
 use serde::Serialize;
 
 use crate::collect::{ColumnReport, ColumnSpec, DatasetInfo, RunReport};
@@ -39,6 +49,9 @@ use crate::reader::FileReport;
 use crate::{Collector, Error, Progress, Result};
 use conn::{Conn, Introspected, TextRow};
 use types::{ColumnBuilder, LoadType, Parsed, SourceColumn};
+
+/// Alias of the source table in the queries.
+const SRC: &str = "src";
 
 /// Commit-metadata key of the cursor an incremental batch reached.
 pub const CURSOR_KEY: &str = "reservoir.cursor";
@@ -82,6 +95,8 @@ pub enum SyncMode {
     Full,
     /// New and changed rows after the committed cursor, appended batch by batch.
     Incremental,
+    /// New and changed rows after the committed cursor, merged into the table by key.
+    Upsert,
 }
 
 impl SyncMode {
@@ -89,6 +104,26 @@ impl SyncMode {
         match self {
             Self::Full => "full",
             Self::Incremental => "incremental",
+            Self::Upsert => "upsert",
+        }
+    }
+
+    /// Whether the mode walks the source by cursor.
+    pub fn is_incremental(self) -> bool {
+        matches!(self, Self::Incremental | Self::Upsert)
+    }
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "full" => Ok(Self::Full),
+            "incremental" => Ok(Self::Incremental),
+            "upsert" => Ok(Self::Upsert),
+            other => Err(format!(
+                "sync mode {other:?}; expected full, incremental or upsert"
+            )),
         }
     }
 }
@@ -110,6 +145,9 @@ pub struct DatabaseSource {
     pub batch_rows: usize,
     /// Stop after this many batches (incremental mode); the next run goes on from there.
     pub max_batches: Option<usize>,
+    /// Upsert and incremental modes: after reaching the end of the source, delete the table's
+    /// rows whose key the source no longer has (reads every key of the source).
+    pub detect_deletes: bool,
 }
 
 impl std::fmt::Debug for DatabaseSource {
@@ -121,6 +159,7 @@ impl std::fmt::Debug for DatabaseSource {
             .field("mode", &self.mode)
             .field("key", &self.key)
             .field("cursor", &self.cursor)
+            .field("detect_deletes", &self.detect_deletes)
             .finish()
     }
 }
@@ -196,6 +235,12 @@ impl Collector {
         } else {
             req.source_label.clone()
         };
+        for id in self.catalog().interrupt_orphaned_runs(dataset.id).await? {
+            notes.push(format!(
+                "run {id} was left running by a process that is gone; marked interrupted \
+                 (what it committed stays, and this run resumes after it)"
+            ));
+        }
         let batch_id = uuid::Uuid::now_v7().to_string();
         let run_id = self
             .catalog()
@@ -210,6 +255,8 @@ impl Collector {
         let mut sync = Sync {
             collector: self,
             req: &req,
+            run_id,
+            dataset_id: dataset.id,
             table: table.clone(),
             batch_id: batch_id.clone(),
             source_name: format!("{}:{}", src.kind.as_str(), src.table),
@@ -218,8 +265,11 @@ impl Collector {
             quarantined: false,
             non_null: Vec::new(),
             version: None,
+            versions: Vec::new(),
             progress,
             notes: Vec::new(),
+            inserted: 0,
+            updated: 0,
         };
         let result = sync.run().await;
         notes.append(&mut sync.notes);
@@ -232,7 +282,7 @@ impl Collector {
                     counts: sync.counts,
                     table_version: sync.version,
                     error: Some(e.to_string()),
-                    details: serde_json::json!({ "source": label }),
+                    details: serde_json::json!({ "source": label, "notes": notes }),
                 };
                 if let Err(ce) = self.catalog().finish_run(run_id, &outcome, None).await {
                     tracing::error!(run_id, error = %ce, "could not record the failed run");
@@ -241,6 +291,87 @@ impl Collector {
             }
         };
 
+        let mut extra = serde_json::Map::new();
+        extra.insert("inserted".into(), sync.inserted.into());
+        extra.insert("updated".into(), sync.updated.into());
+        self.complete_run(Completed {
+            run_id,
+            batch_id,
+            dataset_id: dataset.id,
+            table,
+            mode: src.mode.as_str(),
+            kind: src.kind.as_str(),
+            source_name: sync.source_name,
+            label,
+            columns: &columns,
+            specs: &req.columns,
+            counts: sync.counts,
+            non_null: sync.non_null,
+            version: sync.version,
+            quarantined: sync.quarantined,
+            rejected_sample: sync.rejected_sample,
+            notes,
+            extra,
+            profile: req.profile,
+            started,
+            versions: sync.versions,
+        })
+        .await
+    }
+}
+
+/// What a finished sync hands to [`Collector::complete_run`].
+pub(crate) struct Completed<'a> {
+    pub run_id: i64,
+    pub batch_id: String,
+    pub dataset_id: i64,
+    pub table: TableRef,
+    pub mode: &'static str,
+    /// `postgres`, `mysql`, `nats` … (the run's "format").
+    pub kind: &'static str,
+    pub source_name: String,
+    pub label: String,
+    pub columns: &'a [SourceColumn],
+    pub specs: &'a [ColumnSpec],
+    pub counts: RunCounts,
+    pub non_null: Vec<u64>,
+    pub version: Option<i64>,
+    pub quarantined: bool,
+    pub rejected_sample: Vec<Rejected>,
+    pub notes: Vec<String>,
+    /// More facts for the run's details (e.g. rows inserted and updated, lag).
+    pub extra: serde_json::Map<String, serde_json::Value>,
+    pub profile: bool,
+    pub started: Instant,
+    /// Every table version the run committed (for the delivery receipt).
+    pub versions: Vec<i64>,
+}
+
+impl Collector {
+    /// Records a successful sync: the dataset's fields, the run's outcome, the profile.
+    pub(crate) async fn complete_run(&self, c: Completed<'_>) -> Result<RunReport> {
+        let Completed {
+            run_id,
+            batch_id,
+            dataset_id,
+            table,
+            mode,
+            kind,
+            source_name,
+            label,
+            columns,
+            specs,
+            counts,
+            non_null,
+            version,
+            quarantined,
+            rejected_sample,
+            notes,
+            extra,
+            profile,
+            started,
+            versions,
+        } = c;
         let delta = self.lake().open(&table).await?;
         let table_rows = match &delta {
             Some(d) => reservoir_lake::row_count_of(d)?,
@@ -253,25 +384,31 @@ impl Collector {
                 name: c.name.clone(),
                 ty: type_name(c.load),
                 origin: TypeOrigin::Source,
-                all_empty: sync.non_null.get(i).copied().unwrap_or(0) == 0
-                    && sync.counts.rows_loaded > 0,
+                all_empty: non_null.get(i).copied().unwrap_or(0) == 0 && counts.rows_loaded > 0,
                 note: c.note.clone(),
             })
             .collect();
-        if delta.is_some() {
-            let fields: Vec<Field> = columns
+        if let Some(delta) = &delta {
+            // The table's columns, described by the source's columns where it has them (a
+            // column the source dropped keeps its place).
+            let schema = reservoir_lake::arrow_schema_of(delta)?;
+            let fields: Vec<Field> = schema
+                .fields()
                 .iter()
+                .filter(|f| !meta::ALL.contains(&f.name().as_str()))
                 .enumerate()
-                .map(|(i, c)| {
-                    let spec = req.columns.iter().find(|s| s.name == c.name);
+                .map(|(i, f)| {
+                    let spec = specs.iter().find(|s| &s.name == f.name());
+                    let source = columns.iter().find(|c| &c.name == f.name());
                     let description = spec
                         .map(|s| s.description.clone())
                         .filter(|d| !d.is_empty())
-                        .unwrap_or_else(|| format!("source type: {}", c.source_type));
+                        .or_else(|| source.map(|c| format!("source type: {}", c.source_type)))
+                        .unwrap_or_else(|| "no longer in the source".to_string());
                     Field {
                         position: i as i64,
-                        name: c.name.clone(),
-                        data_type: c.load.arrow().to_string(),
+                        name: f.name().clone(),
+                        data_type: f.data_type().to_string(),
                         nullable: true,
                         title: spec.map(|s| s.title.clone()).unwrap_or_default(),
                         description,
@@ -279,11 +416,11 @@ impl Collector {
                     }
                 })
                 .collect();
-            self.catalog().set_fields(dataset.id, &fields).await?;
+            self.catalog().set_fields(dataset_id, &fields).await?;
         }
         let file = FileReport {
-            path: sync.source_name.clone(),
-            format: src.kind.as_str(),
+            path: source_name,
+            format: kind,
             ..FileReport::default()
         };
         let mut report = RunReport {
@@ -291,47 +428,50 @@ impl Collector {
             batch_id,
             table: table.to_string(),
             status: RunStatus::Succeeded,
-            mode: src.mode.as_str().to_string(),
-            counts: sync.counts,
-            table_version: sync.version,
+            mode: mode.to_string(),
+            counts,
+            table_version: version,
             table_rows,
-            quarantine_table: sync
-                .quarantined
-                .then(|| table.in_layer(Layer::Quarantine).to_string()),
+            quarantine_table: quarantined.then(|| table.in_layer(Layer::Quarantine).to_string()),
             files: vec![file],
             columns: reports,
-            rejected_sample: sync.rejected_sample,
+            rejected_sample,
             notes,
             elapsed_ms: 0,
         };
+        let mut details = serde_json::Map::new();
+        details.insert("source".into(), label.clone().into());
+        details.extend(extra);
+        details.insert("columns".into(), serde_json::json!(report.columns));
+        details.insert(
+            "quarantine_table".into(),
+            serde_json::json!(report.quarantine_table),
+        );
+        details.insert("notes".into(), serde_json::json!(report.notes));
         let outcome = RunOutcome {
             status: RunStatus::Succeeded,
             counts: report.counts,
             table_version: report.table_version,
             error: None,
-            details: serde_json::json!({
-                "source": label,
-                "columns": report.columns,
-                "quarantine_table": report.quarantine_table,
-                "notes": report.notes,
-            }),
+            details: serde_json::Value::Object(details),
         };
         self.catalog()
             .finish_run(run_id, &outcome, Some(table_rows))
             .await?;
-        if req.profile
+        if profile
             && let Some(delta) = &delta
             && report.counts.rows_loaded > 0
         {
             match reservoir_quality::profile_table(delta, &meta::ALL).await {
                 Ok(profiles) => {
                     self.catalog()
-                        .record_profiles(run_id, dataset.id, &profiles)
+                        .record_profiles(run_id, dataset_id, &profiles)
                         .await?
                 }
                 Err(e) => report.notes.push(format!("profiling failed: {e}")),
             }
         }
+        self.seal(&mut report, &label, &versions).await?;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(report)
     }
@@ -357,6 +497,8 @@ fn type_name(load: LoadType) -> String {
 struct Sync<'a> {
     collector: &'a Collector,
     req: &'a SyncRequest,
+    run_id: i64,
+    dataset_id: i64,
     table: TableRef,
     batch_id: String,
     /// `_source_file` of loaded rows, e.g. `postgres:public.people`.
@@ -366,8 +508,13 @@ struct Sync<'a> {
     quarantined: bool,
     non_null: Vec<u64>,
     version: Option<i64>,
+    /// Every table version this run committed to the data table.
+    versions: Vec<i64>,
     progress: Arc<dyn Progress>,
     notes: Vec<String>,
+    /// Upsert mode: rows new to the table, and rows that replaced an earlier version.
+    inserted: u64,
+    updated: u64,
 }
 
 const REJECTED_SAMPLE: usize = 20;
@@ -388,16 +535,38 @@ impl Sync<'_> {
     async fn run_on(&mut self, conn: &mut Conn) -> Result<Vec<SourceColumn>> {
         let src = &self.req.source;
         let introspected = conn.columns(&src.table).await?;
-        let columns: Vec<SourceColumn> = introspected.iter().map(|c| c.column.clone()).collect();
+        let mut columns: Vec<SourceColumn> =
+            introspected.iter().map(|c| c.column.clone()).collect();
         check_columns(&src.table, &introspected, src)?;
-        let schema = raw_schema(&columns);
+        let existing = self.collector.lake().arrow_schema(&self.table).await?;
+        let plan = drift::plan(existing.as_ref(), &mut columns, src.mode == SyncMode::Full);
+        self.record_drift(&plan.drift).await?;
+        plan.check(&self.table.to_string())?;
+        if plan.rewrite {
+            let version = self
+                .collector
+                .lake()
+                .rewrite_as(
+                    &self.table,
+                    plan.schema.clone(),
+                    CommitTags::default()
+                        .with_metadata(BATCH_KEY, self.batch_id.clone().into())
+                        .with_metadata("reservoir.widened", true.into()),
+                )
+                .await?;
+            self.version = Some(version);
+            self.versions.push(version);
+        }
         self.non_null = vec![0; columns.len()];
         let select = columns
             .iter()
             .map(|c| conn.text_expr(c))
             .collect::<Vec<_>>()
             .join(", ");
-        let from = conn.quote_table(&src.table);
+        // Order and compare by the source's columns, qualified: a bare name in ORDER BY would
+        // mean the select list's text rendering of the column (`"id"::text` is named `id`), and
+        // text order ("10" < "9") is not the column's order.
+        let from = format!("{} AS {SRC}", conn.quote_table(&src.table));
         match src.mode {
             SyncMode::Full => {
                 let order = if src.key.is_empty() {
@@ -407,23 +576,67 @@ impl Sync<'_> {
                         " ORDER BY {}",
                         src.key
                             .iter()
-                            .map(|k| conn.quote(k))
+                            .map(|k| format!("{SRC}.{}", conn.quote(k)))
                             .collect::<Vec<_>>()
                             .join(", ")
                     )
                 };
                 let sql = format!("SELECT {select} FROM {from}{order}");
-                self.full(conn, &sql, &columns, schema).await?;
+                self.full(conn, &sql, &columns, plan.schema).await?;
             }
-            SyncMode::Incremental => {
-                if let Some(existing) = self.collector.lake().arrow_schema(&self.table).await? {
-                    check_drift(&self.table, &existing, &schema)?;
-                }
-                self.incremental(conn, &select, &from, &columns, schema)
+            SyncMode::Incremental | SyncMode::Upsert => {
+                self.incremental(conn, &select, &from, &columns, &plan)
                     .await?;
             }
         }
         Ok(columns)
+    }
+
+    async fn record_drift(&mut self, drift: &[drift::Drift]) -> Result<()> {
+        if drift.is_empty() {
+            return Ok(());
+        }
+        // A lasting difference (a column still gone, a type still narrower) is an event once,
+        // when it first appears, not on every run after.
+        let earlier = self
+            .collector
+            .catalog()
+            .drift_events(self.dataset_id)
+            .await?;
+        let drift: Vec<&drift::Drift> = drift
+            .iter()
+            .filter(|d| {
+                let latest = earlier.iter().find(|e| e.column_name == d.column);
+                !latest.is_some_and(|e| {
+                    e.change == d.change
+                        && e.old_type == d.old_type
+                        && e.new_type == d.new_type
+                        && !d.action.starts_with("run stopped")
+                })
+            })
+            .collect();
+        if drift.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<DriftEvent> = drift
+            .iter()
+            .map(|d| DriftEvent {
+                id: 0,
+                dataset_id: self.dataset_id,
+                run_id: Some(self.run_id),
+                column_name: d.column.clone(),
+                change: d.change.to_string(),
+                old_type: d.old_type.clone(),
+                new_type: d.new_type.clone(),
+                action: d.action.clone(),
+                at: String::new(),
+            })
+            .collect();
+        self.collector.catalog().record_drift(&events).await?;
+        for d in &drift {
+            self.notes.push(format!("schema drift: {}", d.describe()));
+        }
+        Ok(())
     }
 
     async fn full(
@@ -470,6 +683,7 @@ impl Sync<'_> {
         }
         let outcome = sink.finish().await?;
         self.version = Some(outcome.version);
+        self.versions.push(outcome.version);
         let stats = builder.stats;
         self.account(&stats, &rejected);
         self.quarantine(rejected).await?;
@@ -482,9 +696,10 @@ impl Sync<'_> {
         select: &str,
         from: &str,
         columns: &[SourceColumn],
-        schema: SchemaRef,
+        plan: &drift::Plan,
     ) -> Result<()> {
         let src = &self.req.source;
+        let schema = plan.schema.clone();
         let cursor_col = src.cursor.as_deref().ok_or_else(|| {
             Error::Invalid("incremental sync needs a cursor column (cursor = \"…\")".into())
         })?;
@@ -504,7 +719,7 @@ impl Sync<'_> {
             .collect();
         let order_by = order_cols
             .iter()
-            .map(|c| conn.quote(&c.name))
+            .map(|c| format!("{SRC}.{}", conn.quote(&c.name)))
             .collect::<Vec<_>>()
             .join(", ");
         let tuple = format!("({order_by})");
@@ -525,28 +740,22 @@ impl Sync<'_> {
 
         let app_id = self.app_id();
         let mut batches = 0usize;
-        loop {
+        let mut add_columns = plan.adds_columns;
+        let reached_end = loop {
             if src.max_batches.is_some_and(|m| batches >= m) {
                 self.notes.push(format!(
                     "stopped after {batches} batches (max_batches); the next run continues from the committed cursor"
                 ));
-                break;
+                break false;
             }
             // Resume from what the lake has committed, never from memory: the commit is the truth.
-            let committed = self
-                .collector
-                .lake()
-                .app_commit(&self.table, &app_id)
-                .await?;
-            let (seq, cursor) = match &committed {
-                Some(c) => (c.version, cursor_of(&c.metadata, order_cols.len())?),
-                None => (0, None),
-            };
+            let (seq, cursor) = self.committed(&app_id, order_cols.len()).await?;
             let (sql, params) = match &cursor {
                 Some(values) => (next_sql.as_str(), values.clone()),
                 None => (first_sql.as_str(), Vec::new()),
             };
-            let mut builder = BatchBuilder::new(self, columns, schema.clone());
+            // Rows are built in the source's column order, then put in the table's.
+            let mut builder = BatchBuilder::new(self, columns, raw_schema(columns));
             let mut last: Option<Vec<String>> = None;
             {
                 let mut rows = conn.stream(sql, &params, columns.len());
@@ -562,36 +771,188 @@ impl Sync<'_> {
                 }
             }
             let Some(last) = last else {
-                break;
+                break true;
             };
             let read = builder.len();
             let (batch, rejected) = builder.finish()?;
+            let batch = drift::conform(batch, &schema)?;
             let stats = std::mem::take(&mut builder.stats);
-            let mut write = self
-                .collector
-                .lake()
-                .write(self.table.clone(), schema.clone())
+            let tags = CommitTags::default()
                 .with_app_transaction(&app_id, seq + 1)
-                .with_commit_metadata(CURSOR_KEY, serde_json::json!(last))
-                .with_commit_metadata(BATCH_KEY, self.batch_id.clone().into())
-                .start()
+                .with_metadata(CURSOR_KEY, serde_json::json!(last))
+                .with_metadata(BATCH_KEY, self.batch_id.clone().into());
+            let version = self
+                .commit_batch(batch, schema.clone(), add_columns, tags)
                 .await?;
-            if batch.num_rows() > 0 {
-                write.send(batch).await?;
-            }
-            let outcome = write.finish().await?;
-            self.version = Some(outcome.version);
+            add_columns = false;
+            self.version = Some(version);
+            self.versions.push(version);
             self.account(&stats, &rejected);
             self.quarantine(rejected).await?;
             self.progress.advanced(0, self.counts.rows_read as u64);
             batches += 1;
             if read < limit {
-                break;
+                break true;
             }
-        }
+        };
         if self.version.is_none() {
             self.notes
                 .push("no new rows since the last committed cursor".to_string());
+        }
+        if src.detect_deletes {
+            if reached_end {
+                self.detect_deletes(conn, from, columns, &schema, &app_id, order_cols.len())
+                    .await?;
+            } else {
+                self.notes.push(
+                    "deletes not checked: the run stopped before the end of the source".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The transaction version and cursor of the last batch committed for this source.
+    async fn committed(&self, app_id: &str, width: usize) -> Result<(i64, Option<Vec<String>>)> {
+        let committed = self
+            .collector
+            .lake()
+            .app_commit(&self.table, app_id)
+            .await?;
+        Ok(match &committed {
+            Some(c) => (c.version, cursor_of(&c.metadata, width)?),
+            None => (0, None),
+        })
+    }
+
+    /// Writes one batch in one commit: appended (incremental mode, or the first batch of a new
+    /// table) or merged by key (upsert mode).
+    async fn commit_batch(
+        &mut self,
+        batch: RecordBatch,
+        schema: SchemaRef,
+        add_columns: bool,
+        tags: CommitTags,
+    ) -> Result<i64> {
+        let lake = self.collector.lake();
+        let exists = lake.open(&self.table).await?.is_some();
+        if self.req.source.mode == SyncMode::Upsert && exists {
+            let outcome = lake
+                .merge_batch(&self.table, batch, &self.req.source.key, add_columns, tags)
+                .await?;
+            self.inserted += outcome.inserted;
+            self.updated += outcome.updated;
+            return Ok(outcome.version);
+        }
+        let rows = batch.num_rows() as u64;
+        let mut write = lake.write(self.table.clone(), schema).with_tags(tags);
+        if add_columns {
+            write = write.with_new_columns();
+        }
+        let mut sink = write.start().await?;
+        if rows > 0 {
+            sink.send(batch).await?;
+        }
+        let outcome = sink.finish().await?;
+        self.inserted += rows;
+        Ok(outcome.version)
+    }
+
+    /// Deletes the table's rows whose key the source no longer has, in one commit that carries
+    /// the next transaction version and the same cursor.
+    async fn detect_deletes(
+        &mut self,
+        conn: &mut Conn,
+        from: &str,
+        columns: &[SourceColumn],
+        schema: &SchemaRef,
+        app_id: &str,
+        width: usize,
+    ) -> Result<()> {
+        let src = &self.req.source;
+        if self.collector.lake().open(&self.table).await?.is_none() {
+            return Ok(());
+        }
+        let key_cols: Vec<&SourceColumn> = src
+            .key
+            .iter()
+            .map(|k| {
+                columns
+                    .iter()
+                    .find(|c| &c.name == k)
+                    .ok_or_else(|| Error::Invalid(format!("no key column {k:?}")))
+            })
+            .collect::<Result<_>>()?;
+        let select = key_cols
+            .iter()
+            .map(|c| conn.text_expr(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT {select} FROM {from}");
+        let mut builders: Vec<ColumnBuilder> = key_cols
+            .iter()
+            .map(|c| {
+                let load = schema
+                    .field_with_name(&c.name)
+                    .ok()
+                    .and_then(|f| drift::load_type_of(f.data_type()))
+                    .unwrap_or(c.load);
+                ColumnBuilder::new(load, 1024)
+            })
+            .collect();
+        let mut present = 0u64;
+        {
+            let mut rows = conn.stream(&sql, &[], key_cols.len());
+            while let Some(row) = rows.try_next().await.map_err(|e| self.db_error(e))? {
+                for (b, v) in builders.iter_mut().zip(&row) {
+                    if let Err(reason) = b.append(v.as_deref()) {
+                        return Err(Error::Invalid(format!(
+                            "delete detection: a key value {v:?} of {} cannot be read: {reason}",
+                            src.table
+                        )));
+                    }
+                }
+                present += 1;
+            }
+        }
+        let arrays: Vec<ArrayRef> = builders
+            .iter_mut()
+            .map(|b| b.finish().map_err(Error::from))
+            .collect::<Result<_>>()?;
+        let key_schema = Arc::new(Schema::new(
+            key_cols
+                .iter()
+                .zip(&arrays)
+                .map(|(c, a)| ArrowField::new(&c.name, a.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let keys = RecordBatch::try_new(key_schema, arrays)?;
+        let (seq, cursor) = self.committed(app_id, width).await?;
+        let mut tags = CommitTags::default()
+            .with_app_transaction(app_id, seq + 1)
+            .with_metadata(BATCH_KEY, self.batch_id.clone().into())
+            .with_metadata("reservoir.deleted_keys_checked", present.into());
+        if let Some(c) = cursor {
+            tags = tags.with_metadata(CURSOR_KEY, serde_json::json!(c));
+        }
+        match self
+            .collector
+            .lake()
+            .delete_missing(&self.table, keys, &src.key, tags)
+            .await?
+        {
+            Some(outcome) => {
+                self.counts.rows_deleted += outcome.deleted as i64;
+                self.version = Some(outcome.version);
+                self.versions.push(outcome.version);
+                self.notes.push(format!(
+                    "{} rows deleted: their keys are no longer in the source ({present} keys checked)",
+                    outcome.deleted
+                ));
+            }
+            None => self
+                .notes
+                .push(format!("no deleted rows ({present} source keys checked)")),
         }
         Ok(())
     }
@@ -604,61 +965,99 @@ impl Sync<'_> {
     }
 
     fn account(&mut self, stats: &BatchStats, rejected: &[Rejected]) {
-        self.counts.rows_read += stats.read as i64;
-        self.counts.rows_loaded += (stats.read - rejected.len()) as i64;
-        self.counts.rows_quarantined += rejected.len() as i64;
-        self.counts.rows_flagged += stats.flagged as i64;
-        for (n, add) in self.non_null.iter_mut().zip(&stats.non_null) {
-            *n += add;
-        }
-        for r in rejected {
-            if self.rejected_sample.len() < REJECTED_SAMPLE {
-                self.rejected_sample.push(r.clone());
-            }
-        }
+        account(
+            &mut self.counts,
+            &mut self.non_null,
+            &mut self.rejected_sample,
+            stats,
+            rejected,
+        );
     }
 
     async fn quarantine(&mut self, rejected: Vec<Rejected>) -> Result<()> {
-        if rejected.is_empty() {
-            return Ok(());
+        if write_quarantine(
+            self.collector.lake(),
+            &self.table,
+            &self.batch_id,
+            &rejected,
+        )
+        .await?
+        {
+            self.quarantined = true;
         }
-        let now = Utc::now().timestamp_micros();
-        let n = rejected.len();
-        let mut file = StringBuilder::new();
-        let mut line = Int64Builder::new();
-        let mut raw = StringBuilder::new();
-        let mut reason = StringBuilder::new();
-        let mut batch_col = StringBuilder::new();
-        for r in &rejected {
-            batch_col.append_value(&self.batch_id);
-            file.append_value(&r.source_file);
-            line.append_value(r.line);
-            raw.append_value(&r.raw);
-            reason.append_value(&r.reason);
-        }
-        let schema = quarantine_schema();
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(batch_col.finish()),
-                Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
-                Arc::new(file.finish()),
-                Arc::new(line.finish()),
-                Arc::new(raw.finish()),
-                Arc::new(reason.finish()),
-            ],
-        )?;
-        let mut sink = self
-            .collector
-            .lake()
-            .write(self.table.in_layer(Layer::Quarantine), schema)
-            .start()
-            .await?;
-        sink.send(batch).await?;
-        sink.finish().await?;
-        self.quarantined = true;
         Ok(())
     }
+}
+
+/// Adds a batch's numbers to a run's.
+pub(crate) fn account(
+    counts: &mut RunCounts,
+    non_null: &mut Vec<u64>,
+    sample: &mut Vec<Rejected>,
+    stats: &BatchStats,
+    rejected: &[Rejected],
+) {
+    counts.rows_read += stats.read as i64;
+    counts.rows_loaded += (stats.read - rejected.len()) as i64;
+    counts.rows_quarantined += rejected.len() as i64;
+    counts.rows_flagged += stats.flagged as i64;
+    if non_null.len() < stats.non_null.len() {
+        non_null.resize(stats.non_null.len(), 0);
+    }
+    for (n, add) in non_null.iter_mut().zip(&stats.non_null) {
+        *n += add;
+    }
+    for r in rejected {
+        if sample.len() < REJECTED_SAMPLE {
+            sample.push(r.clone());
+        }
+    }
+}
+
+/// Appends rows that could not load to the table's quarantine table, with their raw text and
+/// reason. Returns whether there were any.
+pub(crate) async fn write_quarantine(
+    lake: &reservoir_lake::Lake,
+    table: &TableRef,
+    batch_id: &str,
+    rejected: &[Rejected],
+) -> Result<bool> {
+    if rejected.is_empty() {
+        return Ok(false);
+    }
+    let now = Utc::now().timestamp_micros();
+    let n = rejected.len();
+    let mut file = StringBuilder::new();
+    let mut line = Int64Builder::new();
+    let mut raw = StringBuilder::new();
+    let mut reason = StringBuilder::new();
+    let mut batch_col = StringBuilder::new();
+    for r in rejected {
+        batch_col.append_value(batch_id);
+        file.append_value(&r.source_file);
+        line.append_value(r.line);
+        raw.append_value(&r.raw);
+        reason.append_value(&r.reason);
+    }
+    let schema = quarantine_schema();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(batch_col.finish()),
+            Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
+            Arc::new(file.finish()),
+            Arc::new(line.finish()),
+            Arc::new(raw.finish()),
+            Arc::new(reason.finish()),
+        ],
+    )?;
+    let mut sink = lake
+        .write(table.in_layer(Layer::Quarantine), schema)
+        .start()
+        .await?;
+    sink.send(batch).await?;
+    sink.finish().await?;
+    Ok(true)
 }
 
 /// The cursor values a commit recorded.
@@ -696,7 +1095,7 @@ fn check_columns(table: &str, cols: &[Introspected], src: &DatabaseSource) -> Re
     for k in &src.key {
         find(k, "key")?;
     }
-    if src.mode == SyncMode::Incremental {
+    if src.mode.is_incremental() {
         if src.key.is_empty() {
             return Err(Error::Invalid(format!(
                 "incremental sync of {table} needs key columns (key = [\"id\"]) to order rows that share a cursor value"
@@ -720,37 +1119,12 @@ fn check_columns(table: &str, cols: &[Introspected], src: &DatabaseSource) -> Re
     Ok(())
 }
 
-/// Refuses to append batches whose columns differ from the table's.
-fn check_drift(table: &TableRef, existing: &SchemaRef, new: &SchemaRef) -> Result<()> {
-    let mut problems = Vec::new();
-    for f in new.fields() {
-        match existing.field_with_name(f.name()) {
-            Ok(old) if old.data_type() != f.data_type() => problems.push(format!(
-                "column {:?} was {} and is now {}",
-                f.name(),
-                old.data_type(),
-                f.data_type()
-            )),
-            Ok(_) => {}
-            Err(_) => problems.push(format!("column {:?} is new", f.name())),
-        }
-    }
-    for f in existing.fields() {
-        if new.field_with_name(f.name()).is_err() {
-            problems.push(format!("column {:?} is gone from the source", f.name()));
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::SchemaDrift {
-            table: table.to_string(),
-            message: problems.join("; "),
-        })
-    }
+/// Whether a column is one the lake adds to every raw table.
+pub(crate) fn is_meta_column(name: &str) -> bool {
+    meta::ALL.contains(&name)
 }
 
-fn raw_schema(columns: &[SourceColumn]) -> SchemaRef {
+pub(crate) fn raw_schema(columns: &[SourceColumn]) -> SchemaRef {
     let mut fields: Vec<ArrowField> = columns
         .iter()
         .map(|c| ArrowField::new(&c.name, c.load.arrow(), true))
@@ -760,14 +1134,14 @@ fn raw_schema(columns: &[SourceColumn]) -> SchemaRef {
 }
 
 #[derive(Default)]
-struct BatchStats {
+pub(crate) struct BatchStats {
     read: usize,
     flagged: usize,
     non_null: Vec<u64>,
 }
 
 /// Builds record batches from text rows, setting aside rows with values that cannot load.
-struct BatchBuilder<'c> {
+pub(crate) struct BatchBuilder<'c> {
     columns: &'c [SourceColumn],
     schema: SchemaRef,
     builders: Vec<ColumnBuilder>,
@@ -780,11 +1154,29 @@ struct BatchBuilder<'c> {
     source_name: String,
     /// `_source_row` of the next row: its ordinal within the run.
     next_row: i64,
-    stats: BatchStats,
+    pub(crate) stats: BatchStats,
 }
 
 impl<'c> BatchBuilder<'c> {
     fn new(sync: &Sync<'_>, columns: &'c [SourceColumn], schema: SchemaRef) -> Self {
+        Self::with(
+            &sync.batch_id,
+            &sync.source_name,
+            sync.counts.rows_read + 1,
+            columns,
+            schema,
+        )
+    }
+
+    /// A builder of rows with `columns` (in this order) into batches of `schema` (the columns
+    /// and then the metadata columns); `first_row` is the `_source_row` of the first row.
+    pub(crate) fn with(
+        batch_id: &str,
+        source_name: &str,
+        first_row: i64,
+        columns: &'c [SourceColumn],
+        schema: SchemaRef,
+    ) -> Self {
         Self {
             columns,
             schema,
@@ -793,10 +1185,10 @@ impl<'c> BatchBuilder<'c> {
             flags: Vec::new(),
             rows: Vec::new(),
             rejected: Vec::new(),
-            batch_id: sync.batch_id.clone(),
+            batch_id: batch_id.to_string(),
             ingested_at: Utc::now().timestamp_micros(),
-            source_name: sync.source_name.clone(),
-            next_row: sync.counts.rows_read + 1,
+            source_name: source_name.to_string(),
+            next_row: first_row,
             stats: BatchStats {
                 non_null: vec![0; columns.len()],
                 ..BatchStats::default()
@@ -811,11 +1203,29 @@ impl<'c> BatchBuilder<'c> {
             .collect()
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.keep.len()
     }
 
-    fn push(&mut self, row: TextRow) {
+    /// Sets the `_source_row` of the next row (e.g. a message's stream sequence).
+    pub(crate) fn set_next_row(&mut self, row: i64) {
+        self.next_row = row;
+    }
+
+    /// Sets a row aside without parsing it (e.g. a message that is not a JSON object).
+    pub(crate) fn reject(&mut self, raw: String, reason: String) {
+        let line = self.next_row;
+        self.next_row += 1;
+        self.stats.read += 1;
+        self.rejected.push(Rejected {
+            source_file: self.source_name.clone(),
+            line,
+            raw,
+            reason,
+        });
+    }
+
+    pub(crate) fn push(&mut self, row: TextRow) {
         let line = self.next_row;
         self.next_row += 1;
         self.stats.read += 1;
@@ -876,7 +1286,7 @@ impl<'c> BatchBuilder<'c> {
     }
 
     /// The loadable rows so far, and the rows set aside; the builder starts over.
-    fn finish(&mut self) -> Result<(RecordBatch, Vec<Rejected>)> {
+    pub(crate) fn finish(&mut self) -> Result<(RecordBatch, Vec<Rejected>)> {
         let n = self.keep.len();
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for b in &mut self.builders {
@@ -935,6 +1345,7 @@ mod tests {
             cursor: None,
             batch_rows: 10,
             max_batches: None,
+            detect_deletes: false,
         };
         assert!(!format!("{src:?}").contains("pw"));
     }

@@ -44,6 +44,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Alerts: sources that failed after their retries, datasets late against their update
+    /// frequency.
+    Alerts {
+        /// Resolved alerts too.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Schema-drift events of a dataset's source, newest first: columns added, removed,
+    /// widened, narrowed, and type changes that stopped a run.
+    Drift {
+        /// layer.unit.name, or unit.name for the raw layer.
+        dataset: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Finds a dataset by `layer.unit.name` or `unit.name`.
@@ -144,6 +161,57 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
                         r.counts.rows_loaded,
                         r.counts.rows_quarantined,
                         r.error.map(|e| format!("  error: {e}")).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Command::Alerts { all, json } => {
+            let alerts = catalog.alerts(!all, 200).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&alerts)?);
+            } else if alerts.is_empty() {
+                println!("no {}alerts", if all { "" } else { "open " });
+            } else {
+                for a in alerts {
+                    println!(
+                        "#{:<4} {}  {:<6} {:<20} {}{}",
+                        a.id,
+                        a.raised_at,
+                        a.kind,
+                        a.source,
+                        a.message,
+                        a.resolved_at
+                            .map(|t| format!("  (resolved {t})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Command::Drift { dataset, json } => {
+            let d = find_dataset(catalog, &dataset).await?;
+            let events = catalog.drift_events(d.id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&events)?);
+            } else if events.is_empty() {
+                println!("{}: no schema drift recorded", d.qualified_name());
+            } else {
+                for e in events {
+                    let types = match (&e.old_type, &e.new_type) {
+                        (Some(o), Some(n)) => format!("{o} → {n}"),
+                        (Some(o), None) => o.clone(),
+                        (None, Some(n)) => n.clone(),
+                        (None, None) => String::new(),
+                    };
+                    println!(
+                        "{}  run #{}  {:<9} {:<24} {:<40} {}",
+                        e.at,
+                        e.run_id
+                            .map(|r| r.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        e.change,
+                        e.column_name,
+                        types,
+                        e.action
                     );
                 }
             }

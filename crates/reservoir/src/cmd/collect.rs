@@ -6,7 +6,10 @@ use anyhow::{Context, Result, bail};
 use reservoir_catalog::{OpenTier, UpdateFrequency};
 use reservoir_ingest::decode::encoding_for_label;
 use reservoir_ingest::source::parse_byte_option;
-use reservoir_ingest::{CollectRequest, Collector, ColumnSpec, ColumnType, Format, SourceDef};
+use reservoir_ingest::{
+    CollectRequest, Collector, ColumnSpec, ColumnType, Format, SourceDef, SourceOutcome,
+    SourceRequest,
+};
 use reservoir_lake::WriteMode;
 
 use crate::home::{self, Home};
@@ -21,7 +24,12 @@ Examples:
   reservoir collect --unit minzheng --dataset villages --mode overwrite --column code=utf8 villages.xlsx
   reservoir collect sources/villages.toml      # a declarative source definition
   reservoir collect villages                   # the same, found in <home>/sources/
-  reservoir collect --all                      # every definition in <home>/sources/")]
+  reservoir collect --all                      # every definition in <home>/sources/
+  reservoir collect hukou                      # a database source (kind = \"postgres\"), synced
+  reservoir collect --all --watch 60           # every source, again every minute
+
+A database source's password is read from the environment variable its definition names
+(password_env or url_env); it is never written in the definition.")]
 pub struct Args {
     /// Files to load (with --unit and --dataset), or source definitions (TOML files or names of
     /// files in <home>/sources/).
@@ -111,35 +119,32 @@ pub struct Args {
     /// Print the run summary as JSON.
     #[arg(long)]
     json: bool,
+
+    /// Keep going: collect again every SECONDS (drop folders, streams, databases) until Ctrl-C.
+    #[arg(long, value_name = "SECONDS")]
+    watch: Option<u64>,
 }
 
 pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     let home = Home::open(&home::resolve(home_flag)?).await?;
     let requests = build_requests(&home, &args)?;
-    let collector = Collector::new(home.lake.clone(), home.catalog.clone());
-    let mut reports = Vec::new();
-    let mut failed = false;
-    for req in requests {
-        let label = format!("raw.{}.{}", req.unit, req.dataset);
-        match collector.collect(req, Arc::new(Bar::default())).await {
-            Ok(report) => {
-                if !args.json {
-                    print::run_summary(&report);
-                }
-                reports.push(report);
-            }
-            Err(e) => {
-                failed = true;
-                eprintln!("error: collecting {label}: {e}");
-            }
+    let collector = home.collector()?;
+    let mut failed;
+    loop {
+        let (reports, round_failed) = collect_all(&collector, &home, &args, &requests).await?;
+        failed = round_failed;
+        if args.json {
+            let value: serde_json::Value = match reports.as_slice() {
+                [one] => serde_json::to_value(one)?,
+                many => serde_json::to_value(many)?,
+            };
+            println!("{}", serde_json::to_string_pretty(&value)?);
         }
-    }
-    if args.json {
-        let value: serde_json::Value = match reports.as_slice() {
-            [one] => serde_json::to_value(one)?,
-            many => serde_json::to_value(many)?,
-        };
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        let Some(every) = args.watch else { break };
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(every.max(1))) => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
     }
     home.catalog.close().await;
     Ok(if failed {
@@ -149,7 +154,46 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     })
 }
 
-fn build_requests(home: &Home, args: &Args) -> Result<Vec<CollectRequest>> {
+/// Runs every request once; returns the runs and whether any failed.
+async fn collect_all(
+    collector: &Collector,
+    home: &Home,
+    args: &Args,
+    requests: &[SourceRequest],
+) -> Result<(Vec<reservoir_ingest::RunReport>, bool)> {
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for mut req in requests.iter().cloned() {
+        match &mut req {
+            SourceRequest::Folder(f) => apply_overrides(&mut f.template, args, home)?,
+            SourceRequest::Http(h) => {
+                h.infer_rows = args.infer_rows.unwrap_or(home.config.ingest.infer_rows);
+                h.batch_rows = home.config.ingest.batch_rows;
+            }
+            _ => {}
+        }
+        let label = req.table();
+        match collector.run_source(req, Arc::new(Bar::default())).await {
+            Ok(outcome) => {
+                if !args.json {
+                    match &outcome {
+                        SourceOutcome::Run(r) => print::run_summary(r),
+                        SourceOutcome::Folder(f) => print::folder_summary(f),
+                    }
+                }
+                failed |= outcome.partly_failed();
+                reports.extend(outcome.runs().into_iter().cloned());
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("error: collecting {label}: {e}");
+            }
+        }
+    }
+    Ok((reports, failed))
+}
+
+fn build_requests(home: &Home, args: &Args) -> Result<Vec<SourceRequest>> {
     let mut requests = Vec::new();
     if let (Some(unit), Some(dataset)) = (&args.unit, &args.dataset) {
         if args.inputs.is_empty() {
@@ -170,7 +214,7 @@ fn build_requests(home: &Home, args: &Args) -> Result<Vec<CollectRequest>> {
         if let Some(t) = &args.open_tier {
             req.info.open_tier = Some(t.parse::<OpenTier>()?);
         }
-        requests.push(req);
+        requests.push(SourceRequest::Files(req));
     } else {
         let defs: Vec<PathBuf> = if args.all {
             let dir = home.sources_dir();
@@ -198,13 +242,61 @@ fn build_requests(home: &Home, args: &Args) -> Result<Vec<CollectRequest>> {
         for path in defs {
             let def = SourceDef::load(&path)?;
             let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            requests.push(def.to_request(&path, &base)?);
+            requests.push(def.to_source_request(&path, &base, &|var| std::env::var(var).ok())?);
         }
     }
     for req in &mut requests {
-        apply_overrides(req, args, home)?;
+        match req {
+            SourceRequest::Files(req) => apply_overrides(req, args, home)?,
+            SourceRequest::Folder(_) => {} // file options apply to each file; set at run time
+            SourceRequest::Http(req) => {
+                if file_options_given(args) && args.infer_rows.is_none() {
+                    bail!(
+                        "raw.{}.{} is an HTTP source: file options do not apply; its [http] \
+                         section says what it fetches",
+                        req.unit,
+                        req.dataset
+                    );
+                }
+            }
+            SourceRequest::Nats(req) => {
+                if file_options_given(args) {
+                    bail!(
+                        "raw.{}.{} is a NATS source: file options do not apply; its [nats] \
+                         section says what it follows",
+                        req.unit,
+                        req.dataset
+                    );
+                }
+            }
+            SourceRequest::Database(req) => {
+                if file_options_given(args) {
+                    bail!(
+                        "raw.{}.{} is a database source: file options (--mode, --format, \
+                         --encoding, --column …) do not apply; its [database] section says how \
+                         it syncs",
+                        req.unit,
+                        req.dataset
+                    );
+                }
+            }
+        }
     }
     Ok(requests)
+}
+
+fn file_options_given(args: &Args) -> bool {
+    args.mode.is_some()
+        || args.format.is_some()
+        || args.encoding.is_some()
+        || args.delimiter.is_some()
+        || args.skip_lines.is_some()
+        || args.footer_lines.is_some()
+        || args.no_header
+        || args.sheet.is_some()
+        || args.header_row.is_some()
+        || !args.columns.is_empty()
+        || args.infer_rows.is_some()
 }
 
 /// A source given as a path, or as a name in the home's sources folder.

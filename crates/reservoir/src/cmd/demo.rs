@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use reservoir_ingest::{Collector, SourceDef};
+use reservoir_ingest::SourceDef;
 use reservoir_query::QueryEngine;
 use reservoir_query::output::{OutputFormat, write_batches};
 
@@ -115,7 +115,7 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
         requests.push(req);
     }
 
-    let collector = Collector::new(home.lake.clone(), home.catalog.clone());
+    let collector = home.collector()?;
     let mut totals = (0i64, 0i64, 0i64);
     let mut reports = Vec::new();
     for req in requests {

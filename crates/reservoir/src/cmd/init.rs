@@ -32,6 +32,12 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     println!("  lake     {}", home.config.lake_path(&home.root).display());
     println!("  catalog  {}", home.config.catalog_url(&home.root));
     println!("  sources  {}", home.sources_dir().display());
+    let key = home.platform_key()?;
+    println!(
+        "  receipts signed with platform key {} (public; {} is private)",
+        key.public_key_hex(),
+        home.root.join("keys/platform.key").display()
+    );
     home.catalog.close().await;
     Ok(ExitCode::SUCCESS)
 }

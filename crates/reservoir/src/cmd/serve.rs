@@ -30,15 +30,43 @@ pub async fn serve(home: &Home, bind: Option<std::net::SocketAddr>) -> Result<()
         .await
         .with_context(|| format!("listening on {}", config.bind))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(home.lake.clone(), home.catalog.clone(), config);
+    let state = AppState::new(home.lake.clone(), home.catalog.clone(), config)
+        .with_platform_key(home.platform_key()?);
     println!("Reservoir console: http://{addr}/");
     println!(
         "REST API:          http://{addr}/api/v1/  (OpenAPI: http://{addr}/api/v1/openapi.json)"
     );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = if home.config.scheduler.enabled {
+        let tz: chrono_tz::Tz = home
+            .config
+            .scheduler
+            .timezone
+            .parse()
+            .map_err(|e| anyhow::anyhow!("scheduler.timezone: {e}"))?;
+        let s = crate::scheduler::Scheduler {
+            sources_dir: home.sources_dir(),
+            collector: std::sync::Arc::new(home.collector()?),
+            catalog: home.catalog.clone(),
+            tz,
+            infer_rows: home.config.ingest.infer_rows,
+            batch_rows: home.config.ingest.batch_rows,
+        };
+        println!(
+            "Scheduler:         sources in {} with a schedule ({tz})",
+            home.sources_dir().display()
+        );
+        Some(tokio::spawn(s.run(stop_rx)))
+    } else {
+        None
+    };
     println!("Press Ctrl-C to stop.");
-    reservoir_server::serve(state, listener, shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let served = reservoir_server::serve(state, listener, shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    if let Some(s) = scheduler {
+        let _ = s.await;
+    }
+    served.context("serving HTTP")?;
     println!("Stopped.");
     home.catalog.close().await;
     Ok(())

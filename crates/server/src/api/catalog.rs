@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use reservoir_catalog::{
-    CatalogStats, ColumnProfile, Dataset, DatasetFacets, DatasetFilter, Field, OpenTier, Run,
-    RunSummary, System, Unit, UnitRows,
+    Alert, CatalogStats, ColumnProfile, Dataset, DatasetFacets, DatasetFilter, DriftEvent, Field,
+    OpenTier, Run, RunSummary, System, Unit, UnitRows,
 };
 use reservoir_lake::{Layer, TableRef};
 use serde::{Deserialize, Serialize};
@@ -314,6 +314,47 @@ pub(crate) async fn dataset_runs(
         state
             .catalog()
             .runs(Some(d.id), q.limit.unwrap_or(50) as i64)
+            .await?,
+    ))
+}
+
+/// Schema-drift events of a dataset's source, newest first: columns added, removed, widened or
+/// narrowed, and type changes that stopped a run.
+#[utoipa::path(
+    get,
+    path = "/api/v1/datasets/{layer}/{unit}/{name}/drift",
+    tag = "catalog",
+    params(("layer" = String, Path, example = "raw"), ("unit" = String, Path, example = "minzheng"), ("name" = String, Path, example = "villages")),
+    responses((status = 200, body = Vec<DriftEvent>), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody))
+)]
+pub(crate) async fn dataset_drift(
+    State(state): State<AppState>,
+    ApiPath((layer, unit, name)): ApiPath<(String, String, String)>,
+) -> ApiResult<Json<Vec<DriftEvent>>> {
+    let d = find_dataset(&state, &layer, &unit, &name).await?;
+    Ok(Json(state.catalog().drift_events(d.id).await?))
+}
+
+/// Query of the alerts list.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct AlertsQuery {
+    /// Only alerts not yet resolved (default true).
+    open: Option<bool>,
+    /// Most alerts to return (default 100).
+    limit: Option<u32>,
+}
+
+/// Alerts about collection: sources whose scheduled runs failed after their retries, and
+/// datasets late against their declared update frequency; newest first.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "catalog", params(AlertsQuery), responses((status = 200, body = Vec<Alert>), (status = 400, body = crate::ErrorBody)))]
+pub(crate) async fn alerts(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<AlertsQuery>,
+) -> ApiResult<Json<Vec<Alert>>> {
+    Ok(Json(
+        state
+            .catalog()
+            .alerts(q.open.unwrap_or(true), i64::from(q.limit.unwrap_or(100)))
             .await?,
     ))
 }
