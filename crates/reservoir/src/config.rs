@@ -213,6 +213,7 @@ impl Config {
             query_timeout: std::time::Duration::from_secs(self.server.query_timeout_secs),
             capacity_bytes: self.lake.capacity_bytes,
             upload_dir: None,
+            sources_dir: None,
             infer_rows: self.ingest.infer_rows,
             batch_rows: self.ingest.batch_rows,
         })

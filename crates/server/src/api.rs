@@ -2,6 +2,7 @@
 
 mod catalog;
 mod query;
+mod sources;
 mod upload;
 
 use axum::Router;
@@ -39,6 +40,11 @@ timeout (408), payload_too_large (413) and internal (500).",
         catalog::run_quarantine,
         query::sql,
         upload::upload,
+        sources::list,
+        sources::get,
+        sources::put,
+        sources::delete,
+        sources::run,
         openapi_json,
     ),
     components(schemas(crate::ErrorBody)),
@@ -77,6 +83,12 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .route("/runs/{id}", get(catalog::run))
         .route("/runs/{id}/quarantine", get(catalog::run_quarantine))
         .route("/sql", post(query::sql))
+        .route("/sources", get(sources::list))
+        .route(
+            "/sources/{name}",
+            get(sources::get).put(sources::put).delete(sources::delete),
+        )
+        .route("/sources/{name}/run", post(sources::run))
         .route(
             "/datasets/{layer}/{unit}/{name}/upload",
             post(upload::upload).layer(DefaultBodyLimit::max(upload_limit)),

@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub capacity_bytes: u64,
     /// Where uploads are staged before collection (default: the system's temp folder).
     pub upload_dir: Option<PathBuf>,
+    /// The home's source definitions, editable through the API (none: not offered).
+    pub sources_dir: Option<PathBuf>,
     /// Collection settings for uploads.
     pub infer_rows: usize,
     pub batch_rows: usize,
@@ -63,6 +65,7 @@ impl Default for ServerConfig {
             query_timeout: Duration::from_secs(60),
             capacity_bytes: 0,
             upload_dir: None,
+            sources_dir: None,
             infer_rows: 10_000,
             batch_rows: 32_768,
         }
@@ -118,7 +121,7 @@ impl AppState {
         &self.0.config
     }
 
-    fn collector(&self) -> &Collector {
+    pub(crate) fn collector(&self) -> &Collector {
         &self.0.collector
     }
 

@@ -211,6 +211,11 @@ async fn openapi_document_lists_every_endpoint() {
         "/api/v1/runs/{id}",
         "/api/v1/runs/{id}/quarantine",
         "/api/v1/sql",
+        "/api/v1/datasets/{layer}/{unit}/{name}/drift",
+        "/api/v1/alerts",
+        "/api/v1/sources",
+        "/api/v1/sources/{name}",
+        "/api/v1/sources/{name}/run",
         "/api/v1/openapi.json",
     ] {
         assert!(paths.iter().any(|x| *x == p), "{p} missing from {paths:?}");
@@ -574,4 +579,100 @@ async fn upload_endpoint() {
             .contains("looks like UTF-8"),
         "{body}"
     );
+}
+
+/// Source definitions through the API: written after being checked (never with a password),
+/// listed, read, run now, deleted.
+#[tokio::test]
+async fn sources_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = dir.path().join("sources");
+    let drop = dir.path().join("drop");
+    std::fs::create_dir_all(&sources).unwrap();
+    std::fs::create_dir_all(&drop).unwrap();
+    std::fs::write(drop.join("a.csv"), "id,name\n1,甲\n2,乙\n").unwrap();
+    let f = fixture(ServerConfig {
+        sources_dir: Some(sources.clone()),
+        ..ServerConfig::default()
+    })
+    .await;
+    let put = |name: &str, toml: String| {
+        let body = serde_json::json!({ "toml": toml }).to_string();
+        let uri = format!("/api/v1/sources/{name}");
+        let f = &f;
+        async move {
+            let (status, body, _) = send(
+                f,
+                Request::put(uri)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+            (status, serde_json::from_slice::<Value>(&body).unwrap())
+        }
+    };
+    let folder = format!(
+        "unit = \"weijian\"\ndataset = \"drops\"\nkind = \"folder\"\n[folder]\npath = {:?}\nsettle_secs = 0\n",
+        drop.display().to_string()
+    );
+    let (status, doc) = put("drops", folder.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(doc["definition"]["kind"], "folder");
+    assert_eq!(
+        std::fs::read_to_string(sources.join("drops.toml")).unwrap(),
+        folder
+    );
+
+    // A password in the text is refused, and not echoed back.
+    let (status, err) = put(
+        "hukou",
+        "unit = \"gongan\"\ndataset = \"people\"\nkind = \"postgres\"\n[database]\nurl = \"postgres://reader:s3cret@db/hukou\"\ntable = \"people\"\n".into(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&err, "bad_request");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("contains a password"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+    assert!(!sources.join("hukou.toml").exists());
+    let (status, err) = put("bad%20name", folder.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    let (status, err) = put("typo", "unit = \"u\"\ndataset = \"d\"\npathz = []\n".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(err["message"].as_str().unwrap().contains("pathz"), "{err}");
+
+    let (status, list) = get(&f, "/api/v1/sources").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["name"], "drops");
+    let (status, one) = get(&f, "/api/v1/sources/drops").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["toml"], folder);
+
+    let (status, body, _) = post_json(&f, "/api/v1/sources/drops/run", serde_json::json!({})).await;
+    let runs: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::OK, "{runs}");
+    assert_eq!(runs[0]["rows_loaded"], 2, "{runs}");
+    // The same file again: nothing new.
+    let (_, body, _) = post_json(&f, "/api/v1/sources/drops/run", serde_json::json!({})).await;
+    let runs: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 0, "{runs}");
+
+    let (status, _, _) = send(
+        &f,
+        Request::delete("/api/v1/sources/drops")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, err) = get(&f, "/api/v1/sources/drops").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&err, "not_found");
 }

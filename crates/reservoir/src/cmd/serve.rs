@@ -26,6 +26,7 @@ pub async fn serve(home: &Home, bind: Option<std::net::SocketAddr>) -> Result<()
     if let Some(b) = bind {
         config.bind = b;
     }
+    config.sources_dir = Some(home.sources_dir());
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("listening on {}", config.bind))?;

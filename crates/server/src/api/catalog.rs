@@ -337,6 +337,7 @@ pub(crate) async fn dataset_drift(
 
 /// Query of the alerts list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AlertsQuery {
     /// Only alerts not yet resolved (default true).
     open: Option<bool>,
