@@ -7,3 +7,4 @@ pub mod init;
 pub mod receipt;
 pub mod serve;
 pub mod sql;
+pub mod synth;

@@ -42,6 +42,8 @@ enum Command {
     /// Look at the catalog: units, datasets, runs, profiles.
     #[command(subcommand)]
     Catalog(cmd::catalog::Command),
+    /// Generate a synthetic district (residents, firms) with its ground truth of defects.
+    Synth(cmd::synth::Args),
     /// Signed delivery receipts: show a run's, verify one.
     #[command(subcommand)]
     Receipt(cmd::receipt::Command),
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => cmd::serve::run(home, args).await,
             Command::Catalog(c) => cmd::catalog::run(home, c).await,
             Command::Receipt(c) => cmd::receipt::run(home, c).await,
+            Command::Synth(args) => cmd::synth::run(home, args).await,
         }
     });
     match result {
