@@ -70,6 +70,7 @@ def main(base, shots):
         expect(page.get_by_test_id("schema")).to_contain_text("所属街镇代码")
         expect(page.get_by_test_id("sample").locator("tbody tr")).to_have_count(20)
         expect(page.get_by_test_id("runs")).to_contain_text("386")
+        expect(page.get_by_test_id("drift")).to_contain_text("来源结构未发生变化")
         page.screenshot(path=f"{shots}/04-dataset.png", full_page=True)
 
         # SQL workbench: villages per street, then a CSV download.

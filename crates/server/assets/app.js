@@ -11,7 +11,10 @@ const I18N = {
     'home.failed': '失败', 'home.byUnit': '各单位归集数据量', 'home.latest': '最近采集',
     'run.time': '时间', 'run.dataset': '数据集', 'run.status': '状态', 'run.read': '读取', 'run.loaded': '入湖',
     'run.quarantined': '隔离', 'run.mode': '方式', 'run.source': '来源', 'run.error': '错误',
-    'status.succeeded': '成功', 'status.failed': '失败', 'status.running': '进行中',
+    'status.succeeded': '成功', 'status.failed': '失败', 'status.running': '进行中', 'status.interrupted': '已中断',
+    'ds.drift': '结构变更', 'drift.none': '来源结构未发生变化。', 'drift.time': '时间', 'drift.column': '字段', 'drift.change': '变更', 'drift.types': '类型', 'drift.action': '处理',
+    'drift.added': '新增', 'drift.removed': '删除', 'drift.widened': '放宽', 'drift.narrowed': '收窄', 'drift.changed': '改变',
+    'home.alerts': '告警', 'alert.failed': '采集失败', 'alert.late': '更新逾期',
     'catalog.title': '数据资源目录', 'catalog.search': '搜索数据集、字段或描述…', 'catalog.go': '搜索',
     'catalog.allUnits': '全部单位', 'catalog.allLayers': '全部分层', 'catalog.allTiers': '全部开放属性',
     'catalog.found': '共 {n} 个数据集', 'catalog.none': '没有找到匹配的数据集。', 'catalog.prev': '上一页', 'catalog.next': '下一页',
@@ -46,7 +49,10 @@ const I18N = {
     'home.failed': 'failed', 'home.byUnit': 'Rows collected per unit', 'home.latest': 'Latest runs',
     'run.time': 'Time', 'run.dataset': 'Dataset', 'run.status': 'Status', 'run.read': 'Read', 'run.loaded': 'Loaded',
     'run.quarantined': 'Quarantined', 'run.mode': 'Mode', 'run.source': 'Source', 'run.error': 'Error',
-    'status.succeeded': 'succeeded', 'status.failed': 'failed', 'status.running': 'running',
+    'status.succeeded': 'succeeded', 'status.failed': 'failed', 'status.running': 'running', 'status.interrupted': 'interrupted',
+    'ds.drift': 'Schema drift', 'drift.none': 'The source\'s columns have not changed.', 'drift.time': 'Time', 'drift.column': 'Column', 'drift.change': 'Change', 'drift.types': 'Types', 'drift.action': 'What was done',
+    'drift.added': 'added', 'drift.removed': 'removed', 'drift.widened': 'widened', 'drift.narrowed': 'narrowed', 'drift.changed': 'changed',
+    'home.alerts': 'Alerts', 'alert.failed': 'collection failed', 'alert.late': 'late',
     'catalog.title': 'Data catalog', 'catalog.search': 'Search datasets, fields or descriptions…', 'catalog.go': 'Search',
     'catalog.allUnits': 'All units', 'catalog.allLayers': 'All layers', 'catalog.allTiers': 'All open tiers',
     'catalog.found': '{n} datasets', 'catalog.none': 'No dataset matches.', 'catalog.prev': 'Previous', 'catalog.next': 'Next',
@@ -173,6 +179,15 @@ async function pageHome(main) {
       series: [{ type: 'bar', data: units.map((u) => u.rows), itemStyle: { color: '#0b5cad' }, label: { show: true, position: 'right' } }],
     });
     window.addEventListener('resize', () => chart.resize(), { once: true });
+  }
+  const alerts = await api('/alerts?open=true&limit=20').catch(() => []);
+  if (alerts.length) {
+    main.append(el('h2', {}, t('home.alerts')), el('div', { class: 'scroll' }, el('table', { 'data-testid': 'alerts' },
+      el('tbody', {}, alerts.map((a) => el('tr', {},
+        el('td', {}, time(a.raised_at)),
+        el('td', {}, el('span', { class: 'badge bad' }, t('alert.' + a.kind))),
+        el('td', {}, el('code', {}, a.source)),
+        el('td', { class: 'muted' }, a.message)))))));
   }
   main.append(el('h2', {}, t('home.latest')), runsTable(s.latest_runs, true));
 }
@@ -324,6 +339,21 @@ async function pageDataset(main, layer, unit, name) {
     } catch (err) { showError(qBox, err); }
   };
   main.append(runsTable(detail.runs, false, showQuarantine), qBox);
+
+  // Schema drift of the source: what changed, and what the collection did about it.
+  main.append(el('h2', {}, t('ds.drift')));
+  const driftBox = el('div', { 'data-testid': 'drift' });
+  main.append(driftBox);
+  api(base + '/drift').then((events) => {
+    if (!events.length) { driftBox.replaceChildren(el('p', { class: 'muted' }, t('drift.none'))); return; }
+    const head = el('tr', {}, ['drift.time', 'drift.column', 'drift.change', 'drift.types', 'drift.action'].map((k) => el('th', {}, t(k))));
+    driftBox.replaceChildren(el('div', { class: 'scroll' }, el('table', {}, el('thead', {}, head), el('tbody', {}, events.map((e) => el('tr', {},
+      el('td', {}, time(e.at)),
+      el('td', {}, el('code', {}, e.column_name)),
+      el('td', {}, el('span', { class: 'badge ' + (e.change === 'changed' ? 'bad' : 'warn') }, t('drift.' + e.change))),
+      el('td', {}, [e.old_type, e.new_type].filter(Boolean).join(' → ')),
+      el('td', { class: 'muted' }, e.action)))))));
+  }).catch((err) => showError(driftBox, err));
 }
 
 function sqlName(d) {
