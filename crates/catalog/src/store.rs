@@ -819,6 +819,33 @@ impl Catalog {
         .transpose()
     }
 
+    /// The latest delivery into the dataset of a file at `path`, whatever its content.
+    pub async fn delivered_file_by_path(
+        &self,
+        dataset_id: i64,
+        path: &str,
+    ) -> Result<Option<DeliveredFile>> {
+        let row = sqlx::query(
+            "SELECT dataset_id, sha256, path, size, run_id, delivered_at FROM delivered_files
+             WHERE dataset_id = $1 AND path = $2 ORDER BY delivered_at DESC LIMIT 1",
+        )
+        .bind(dataset_id)
+        .bind(path)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(DeliveredFile {
+                dataset_id: r.try_get(0)?,
+                sha256: r.try_get(1)?,
+                path: r.try_get(2)?,
+                size: r.try_get(3)?,
+                run_id: r.try_get(4)?,
+                delivered_at: r.try_get(5)?,
+            })
+        })
+        .transpose()
+    }
+
     /// Remembers that a file was delivered (loaded) into the dataset.
     pub async fn record_delivered_file(&self, file: &DeliveredFile) -> Result<()> {
         sqlx::query(

@@ -53,10 +53,11 @@ pub struct FolderReport {
     pub folder: String,
     /// One run per newly delivered file.
     pub loaded: Vec<RunReport>,
-    /// Files already delivered (by content), unsettled, or that failed to load.
+    /// Files already delivered (by content) or still changing.
     pub skipped: Vec<SkippedFile>,
-    /// Files whose load failed (their errors are in `skipped`); the scan goes on past them.
-    pub failed: usize,
+    /// Files whose load failed, with the error; the scan goes on past them, and the next scan
+    /// tries them again.
+    pub failed: Vec<SkippedFile>,
 }
 
 /// SHA-256 of a file's content, streamed.
@@ -171,13 +172,24 @@ impl Collector {
                 });
                 continue;
             }
+            let earlier_name = match &dataset {
+                Some(d) => self.catalog().delivered_file_by_path(d.id, &shown).await?,
+                None => None,
+            };
             let mut one = req.template.clone();
             one.files = vec![path.clone()];
             one.source_names = None;
             one.app_transaction = Some((app_id, 1));
             one.source_label = format!("drop folder {}: {}", src.path.display(), shown);
             match self.collect(one, progress.clone()).await {
-                Ok(run) => {
+                Ok(mut run) => {
+                    if let Some(e) = earlier_name {
+                        run.notes.push(format!(
+                            "a file named {} was delivered before with other content (sha256 {}, \
+                             {}); this one is a new delivery and all its rows are loaded",
+                            e.path, e.sha256, e.delivered_at
+                        ));
+                    }
                     let d = self
                         .catalog()
                         .dataset(
@@ -200,10 +212,9 @@ impl Collector {
                     report.loaded.push(run);
                 }
                 Err(e) => {
-                    report.failed += 1;
-                    report.skipped.push(SkippedFile {
+                    report.failed.push(SkippedFile {
                         path: shown,
-                        reason: format!("load failed: {e}"),
+                        reason: e.to_string(),
                     });
                 }
             }

@@ -42,6 +42,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use reservoir_catalog::{OpenTier, UpdateFrequency};
 use reservoir_lake::WriteMode;
@@ -333,6 +334,15 @@ impl SourceDef {
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<SourceRequest> {
+        if let Some(expr) = &self.schedule {
+            croner::Cron::from_str(expr).map_err(|e| Error::Source {
+                path: origin.to_path_buf(),
+                message: format!(
+                    "schedule {expr:?} is not a cron expression ({e}); expected e.g. \"0 2 * * *\" \
+                     (02:00 every day) or \"*/15 * * * *\" (every 15 minutes)"
+                ),
+            })?;
+        }
         match self.kind.as_str() {
             "file" => Ok(SourceRequest::Files(self.to_request(origin, base)?)),
             "postgres" | "postgresql" => self.database_request(origin, DbKind::Postgres, env),
@@ -598,7 +608,10 @@ impl SourceDef {
             (Some(url), None) => {
                 let mut parsed = url::Url::parse(url)
                     .map_err(|e| bad(format!("[database].url {url:?} is not a URL: {e}")))?;
-                if parsed.password().is_some() {
+                let password_param = parsed
+                    .query_pairs()
+                    .any(|(k, _)| k.to_ascii_lowercase().contains("password"));
+                if parsed.password().is_some() || password_param {
                     return Err(bad(
                         "[database].url contains a password; passwords are never kept in source \
                          files: name an environment variable with password_env (or put the whole \
@@ -784,11 +797,23 @@ impl SourceOutcome {
 
     /// Whether something in it failed without failing the whole (a file in a folder).
     pub fn partly_failed(&self) -> bool {
-        matches!(self, Self::Folder(f) if f.failed > 0)
+        matches!(self, Self::Folder(f) if !f.failed.is_empty())
     }
 }
 
 impl SourceRequest {
+    /// How the catalog describes where it comes from (e.g. `source sources/hukou.toml`).
+    pub fn origin(&self) -> Option<&str> {
+        let label = match self {
+            Self::Files(r) => &r.source_label,
+            Self::Database(r) => &r.source_label,
+            Self::Nats(r) => &r.source_label,
+            Self::Http(r) => &r.source_label,
+            Self::Folder(r) => &r.template.source_label,
+        };
+        (!label.is_empty()).then_some(label.as_str())
+    }
+
     /// `raw.<unit>.<dataset>` of the table it loads.
     pub fn table(&self) -> String {
         let (u, d) = match self {
@@ -914,6 +939,25 @@ mod tests {
             .to_string();
         assert!(err.contains("contains a password"), "{err}");
         assert!(!err.contains("secret"), "{err}");
+
+        let query = text.replace("hukou\"\n", "hukou?password=x\"\n");
+        let def: SourceDef = toml::from_str(&query).unwrap();
+        let err = def
+            .to_source_request(Path::new("s.toml"), Path::new("."), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("contains a password"), "{err}");
+
+        let cron = format!("schedule = \"every day\"\n{text}");
+        let def: SourceDef = toml::from_str(&cron).unwrap();
+        let err = def
+            .to_source_request(Path::new("s.toml"), Path::new("."), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("s.toml") && err.contains("not a cron expression"),
+            "{err}"
+        );
 
         let wrong = text.replace("postgres://", "mysql://");
         let def: SourceDef = toml::from_str(&wrong).unwrap();

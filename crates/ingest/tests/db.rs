@@ -470,13 +470,22 @@ async fn postgres_upsert_deletes_and_drift() {
     // Drift, lossless: a new column is added; a wider decimal rewrites the table.
     pg_exec(
         &db.url,
-        "ALTER TABLE licences ADD COLUMN street text;
+        "ALTER TABLE licences ADD COLUMN street text NOT NULL DEFAULT '松江区';
          ALTER TABLE licences ALTER COLUMN amount TYPE numeric(14,3);
          UPDATE licences SET street = '岳阳街道', updated_at = '2024-04-01+00' WHERE id = 3;",
     )
     .await;
+    // An upsert table mirrors the source, so a new column is filled in every row: the walk
+    // starts over once.
     let r = env.sync(src.clone(), "licences").await.unwrap();
-    assert_eq!(r.counts.rows_read, 1);
+    assert_eq!(r.counts.rows_read, 9);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("every row is read again")),
+        "{:?}",
+        r.notes
+    );
     let notes = r.notes.join("\n");
     assert!(notes.contains(r#"column "street" (Utf8) added"#), "{notes}");
     assert!(
@@ -486,7 +495,7 @@ async fn postgres_upsert_deletes_and_drift() {
     assert_eq!(
         env.rows("SELECT id, street, CAST(amount AS VARCHAR) FROM raw.unit.licences WHERE id IN (1, 3) ORDER BY id")
             .await,
-        [[s("1"), None, s("1.250")], [s("3"), s("岳阳街道"), s("3.750")]]
+        [[s("1"), s("松江区"), s("1.250")], [s("3"), s("岳阳街道"), s("3.750")]]
     );
 
     // A column dropped at the source stays, NULL in new rows; a narrower decimal loads into the
@@ -512,10 +521,28 @@ async fn postgres_upsert_deletes_and_drift() {
         [[s("1"), s("holder 1"), s("1.250")], [s("5"), None, s("5.500")]]
     );
 
+    // A row changed with a cursor value below the committed one is passed by the walk; the
+    // key comparison says so.
+    pg_exec(
+        &db.url,
+        "INSERT INTO licences (id, amount, updated_at) VALUES (50, 1, '2023-01-01+00')",
+    )
+    .await;
+    let r = env.sync(src.clone(), "licences").await.unwrap();
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("warning: 1 rows of the source are not in the table")),
+        "{:?}",
+        r.notes
+    );
+
     // Lossy: text to integer stops the run, names the column, and is recorded too.
     pg_exec(
         &db.url,
-        "ALTER TABLE licences ALTER COLUMN street TYPE int USING NULL",
+        "ALTER TABLE licences ALTER COLUMN street DROP NOT NULL;
+         ALTER TABLE licences ALTER COLUMN street DROP DEFAULT;
+         ALTER TABLE licences ALTER COLUMN street TYPE int USING NULL",
     )
     .await;
     let err = env
@@ -553,6 +580,25 @@ async fn postgres_upsert_deletes_and_drift() {
         events
             .iter()
             .any(|e| e.change == "changed" && e.action.starts_with("run stopped"))
+    );
+
+    // The way on: one full reload (what `reservoir collect SOURCE --full` runs) takes the new
+    // type and sets the cursor where the source is, so the next upsert reads nothing again.
+    let mut full = src.clone();
+    full.mode = SyncMode::Full;
+    full.detect_deletes = false;
+    let r = env.sync(full, "licences").await.unwrap();
+    assert_eq!(r.counts.rows_read, 10);
+    let r = env.sync(src.clone(), "licences").await.unwrap();
+    assert_eq!(
+        (r.counts.rows_read, r.counts.rows_deleted),
+        (0, 0),
+        "{:?}",
+        r.notes
+    );
+    assert_eq!(
+        env.ints("SELECT count(*) FROM raw.unit.licences").await,
+        [10]
     );
     db.drop_db().await;
 }

@@ -39,10 +39,19 @@ pub async fn profile_table(table: &DeltaTable, skip: &[&str]) -> Result<Vec<Colu
 
     // One pass for counts, distinct estimates and extremes of all columns.
     let mut aggs: Vec<Expr> = vec![count(lit(1)).alias("__rows")];
-    for (i, name, _) in &columns {
+    for (i, name, data_type) in &columns {
         let c = Expr::Column(Column::from_name(name));
         aggs.push(count(c.clone()).alias(format!("__nn{i}")));
-        aggs.push(approx_distinct(cast(c.clone(), DataType::Utf8)).alias(format!("__d{i}")));
+        // Bytes are not text: count distinct values over their hex form.
+        let text = if matches!(
+            data_type,
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+        ) {
+            datafusion::functions::expr_fn::encode(c.clone(), lit("hex"))
+        } else {
+            cast(c.clone(), DataType::Utf8)
+        };
+        aggs.push(approx_distinct(text).alias(format!("__d{i}")));
         aggs.push(min(c.clone()).alias(format!("__min{i}")));
         aggs.push(max(c).alias(format!("__max{i}")));
     }

@@ -51,7 +51,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RESERVOIR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // Our warnings by default; the Delta engine's own chatter (statistics it cannot parse,
+        // merge metrics) only on request.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(
+                "warn,buoyant_kernel=error,delta_kernel=error,deltalake_core=error,deltalake=error",
+            )
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -39,6 +39,11 @@ pub fn run_summary(r: &RunReport) {
         if let Some(s) = &f.sheet {
             facts.push(format!("sheet {s:?}"));
         }
+        // Databases and streams are sources, not files of some size.
+        if matches!(f.format, "postgres" | "mysql" | "nats") {
+            println!("  source   {}  ({})", f.path, f.format);
+            continue;
+        }
         facts.push(bytes(f.bytes));
         println!("  file     {}  ({})", f.path, facts.join(", "));
         for s in &f.skipped {
@@ -63,11 +68,13 @@ pub fn run_summary(r: &RunReport) {
             c.rows_deleted
         );
     }
-    if c.rows_padded > 0 || c.rows_flagged > 0 {
+    if c.rows_padded > 0 {
         println!(
             "           flagged {} (of which {} short rows padded with NULL; see _flags)",
             c.rows_flagged, c.rows_padded
         );
+    } else if c.rows_flagged > 0 {
+        println!("           flagged {} (see _flags)", c.rows_flagged);
     }
     println!(
         "  table    version {}, {} rows in total",
@@ -82,7 +89,7 @@ pub fn run_summary(r: &RunReport) {
         .map(|c| {
             let mut s = format!("{} {}", c.name, c.ty);
             if c.all_empty {
-                s.push_str(" (all empty)");
+                s.push_str(" (empty in the rows read)");
             }
             s
         })
@@ -214,17 +221,16 @@ pub fn folder_summary(f: &reservoir_ingest::folder::FolderReport) {
         run_summary(r);
     }
     println!(
-        "folder {}: {} new files loaded, {} skipped{}",
+        "folder {}: {} new files loaded, {} skipped, {} failed",
         f.folder,
         f.loaded.len(),
         f.skipped.len(),
-        if f.failed > 0 {
-            format!(", {} failed", f.failed)
-        } else {
-            String::new()
-        }
+        f.failed.len()
     );
     for s in &f.skipped {
         println!("  skipped {}: {}", s.path, s.reason);
+    }
+    for s in &f.failed {
+        eprintln!("  failed  {}: {}", s.path, s.reason);
     }
 }

@@ -187,8 +187,11 @@ impl Scheduler {
             let last = last.and_then(|t| parse_ts(&t).ok());
             let late = match last {
                 Some(t) => Utc::now() - t > limit,
-                // Never collected: late once it has been scheduled for a whole period.
-                None => e.cron.is_some() && dataset.is_some(),
+                // Never collected: late once the dataset has been registered that long.
+                None => dataset
+                    .as_ref()
+                    .and_then(|d| parse_ts(&d.created_at).ok())
+                    .is_some_and(|t| Utc::now() - t > limit),
             };
             if late {
                 let frequency = e.def.update_frequency.map(|f| f.as_str()).unwrap_or("");

@@ -320,7 +320,7 @@ fn receipts_are_signed_and_checked() {
         "{out}"
     );
     assert!(
-        out.contains("✔ the lake holds exactly the delivered files"),
+        out.contains("✔ every delivered file is unchanged in the lake"),
         "{out}"
     );
 

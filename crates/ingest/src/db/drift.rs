@@ -168,7 +168,7 @@ pub(crate) fn plan(
                 change: "changed",
                 old_type: old_s,
                 new_type: new_s,
-                action: "run stopped: no lossless conversion; reload with a full sync".into(),
+                action: "run stopped: no lossless conversion; reload it once with `reservoir collect SOURCE --full`".into(),
             });
             stop.push(format!("column {:?} was {old} and is now {new}", c.name));
         }
@@ -218,7 +218,8 @@ impl Plan {
         Err(Error::SchemaDrift {
             table: table.to_string(),
             message: format!(
-                "{}; a type change that could lose values is never applied silently",
+                "{}; a type change that could lose values is never applied silently: reload the \
+                 table once with `reservoir collect SOURCE --full`",
                 self.blocking.join("; ")
             ),
         })

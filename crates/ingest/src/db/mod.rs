@@ -270,6 +270,7 @@ impl Collector {
             notes: Vec::new(),
             inserted: 0,
             updated: 0,
+            missing: 0,
         };
         let result = sync.run().await;
         notes.append(&mut sync.notes);
@@ -294,6 +295,9 @@ impl Collector {
         let mut extra = serde_json::Map::new();
         extra.insert("inserted".into(), sync.inserted.into());
         extra.insert("updated".into(), sync.updated.into());
+        if sync.missing > 0 {
+            extra.insert("missing_rows".into(), sync.missing.into());
+        }
         self.complete_run(Completed {
             run_id,
             batch_id,
@@ -515,6 +519,8 @@ struct Sync<'a> {
     /// Upsert mode: rows new to the table, and rows that replaced an earlier version.
     inserted: u64,
     updated: u64,
+    /// Upsert mode with delete detection: source rows the table lacks.
+    missing: i64,
 }
 
 const REJECTED_SAMPLE: usize = 20;
@@ -582,7 +588,36 @@ impl Sync<'_> {
                     )
                 };
                 let sql = format!("SELECT {select} FROM {from}{order}");
-                self.full(conn, &sql, &columns, plan.schema).await?;
+                // A full reload of a table that also syncs by cursor (`reservoir collect --full`)
+                // sets the cursor where the source is now, so the next incremental run goes on
+                // from there instead of reading again what the reload already has.
+                let baseline = match &src.cursor {
+                    Some(cursor) if !src.key.is_empty() => {
+                        let order_cols: Vec<&SourceColumn> = std::iter::once(cursor.as_str())
+                            .chain(src.key.iter().map(String::as_str))
+                            .filter_map(|n| columns.iter().find(|c| c.name == n))
+                            .collect();
+                        let desc = order_cols
+                            .iter()
+                            .map(|c| format!("{SRC}.{} DESC", conn.quote(&c.name)))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        let exprs = order_cols
+                            .iter()
+                            .map(|c| conn.text_expr(c))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        let last_sql =
+                            format!("SELECT {exprs} FROM {from} ORDER BY {desc} LIMIT 1");
+                        let mut rows = conn.stream(&last_sql, &[], order_cols.len());
+                        let last = rows.try_next().await.map_err(|e| self.db_error(e))?;
+                        drop(rows);
+                        last.and_then(|r| r.into_iter().collect::<Option<Vec<String>>>())
+                    }
+                    _ => None,
+                };
+                self.full(conn, &sql, &columns, plan.schema, baseline)
+                    .await?;
             }
             SyncMode::Incremental | SyncMode::Upsert => {
                 self.incremental(conn, &select, &from, &columns, &plan)
@@ -645,16 +680,28 @@ impl Sync<'_> {
         sql: &str,
         columns: &[SourceColumn],
         schema: SchemaRef,
+        baseline: Option<Vec<String>>,
     ) -> Result<()> {
         let batch_rows = self.req.source.batch_rows;
-        let mut sink = self
+        let mut write = self
             .collector
             .lake()
             .write(self.table.clone(), schema.clone())
             .with_mode(WriteMode::Overwrite)
-            .with_commit_metadata(BATCH_KEY, self.batch_id.clone().into())
-            .start()
-            .await?;
+            .with_commit_metadata(BATCH_KEY, self.batch_id.clone().into());
+        if let Some(cursor) = baseline {
+            let app_id = self.app_id();
+            let seq = self
+                .collector
+                .lake()
+                .app_version(&self.table, &app_id)
+                .await?
+                .unwrap_or(0);
+            write = write
+                .with_app_transaction(&app_id, seq + 1)
+                .with_commit_metadata(CURSOR_KEY, serde_json::json!(cursor));
+        }
+        let mut sink = write.start().await?;
         let mut builder = BatchBuilder::new(self, columns, schema.clone());
         let mut rejected = Vec::new();
         let mut rows = conn.stream(sql, &[], columns.len());
@@ -741,6 +788,15 @@ impl Sync<'_> {
         let app_id = self.app_id();
         let mut batches = 0usize;
         let mut add_columns = plan.adds_columns;
+        // An upsert table mirrors the source: a new column needs its value in every row, so the
+        // walk starts over once (merging is idempotent) instead of leaving earlier rows NULL.
+        let mut rewalk = src.mode == SyncMode::Upsert && plan.adds_columns;
+        if rewalk {
+            self.notes.push(
+                "a column was added: every row is read again so that the mirror has its values"
+                    .into(),
+            );
+        }
         let reached_end = loop {
             if src.max_batches.is_some_and(|m| batches >= m) {
                 self.notes.push(format!(
@@ -750,6 +806,11 @@ impl Sync<'_> {
             }
             // Resume from what the lake has committed, never from memory: the commit is the truth.
             let (seq, cursor) = self.committed(&app_id, order_cols.len()).await?;
+            let cursor = if std::mem::take(&mut rewalk) {
+                None
+            } else {
+                cursor
+            };
             let (sql, params) = match &cursor {
                 Some(values) => (next_sql.as_str(), values.clone()),
                 None => (first_sql.as_str(), Vec::new()),
@@ -954,6 +1015,22 @@ impl Sync<'_> {
                 .notes
                 .push(format!("no deleted rows ({present} source keys checked)")),
         }
+        if src.mode == SyncMode::Upsert
+            && let Some(delta) = self.collector.lake().open(&self.table).await?
+        {
+            // The mirror has one row per key: fewer rows than source keys means rows the cursor
+            // walk passed by (changed with a cursor value below one already committed).
+            let rows = reservoir_lake::row_count_of(&delta)?;
+            let missing = present as i64 - rows;
+            if missing > 0 {
+                self.notes.push(format!(
+                    "warning: {missing} rows of the source are not in the table: their cursor \
+                     value is below the committed cursor (a back-dated change, e.g. a long \
+                     transaction's now()); a full sync reloads them"
+                ));
+                self.missing = missing;
+            }
+        }
         Ok(())
     }
 
@@ -1111,7 +1188,7 @@ fn check_columns(table: &str, cols: &[Introspected], src: &DatabaseSource) -> Re
             if c.nullable {
                 return Err(Error::Invalid(format!(
                     "column {name:?} of {table} allows NULL; rows with NULL there could never be \
-                     collected incrementally. Declare it NOT NULL, or use a full sync"
+                     reached by the cursor walk. Declare it NOT NULL, or use a full sync"
                 )));
             }
         }

@@ -120,6 +120,11 @@ pub struct Args {
     #[arg(long)]
     json: bool,
 
+    /// Database sources: reload the whole table this once (after a type change that stopped
+    /// an incremental or upsert sync); later runs go on by cursor from where the reload left off.
+    #[arg(long)]
+    full: bool,
+
     /// Keep going: collect again every SECONDS (drop folders, streams, databases) until Ctrl-C.
     #[arg(long, value_name = "SECONDS")]
     watch: Option<u64>,
@@ -172,7 +177,10 @@ async fn collect_all(
             }
             _ => {}
         }
-        let label = req.table();
+        let label = match req.origin() {
+            Some(origin) => format!("{} ({origin})", req.table()),
+            None => req.table(),
+        };
         match collector.run_source(req, Arc::new(Bar::default())).await {
             Ok(outcome) => {
                 if !args.json {
@@ -247,7 +255,12 @@ fn build_requests(home: &Home, args: &Args) -> Result<Vec<SourceRequest>> {
     }
     for req in &mut requests {
         match req {
-            SourceRequest::Files(req) => apply_overrides(req, args, home)?,
+            SourceRequest::Files(req) => {
+                if args.full {
+                    bail!("--full is for database sources; files are loaded whole anyway");
+                }
+                apply_overrides(req, args, home)?
+            }
             SourceRequest::Folder(_) => {} // file options apply to each file; set at run time
             SourceRequest::Http(req) => {
                 if file_options_given(args) && args.infer_rows.is_none() {
@@ -270,6 +283,10 @@ fn build_requests(home: &Home, args: &Args) -> Result<Vec<SourceRequest>> {
                 }
             }
             SourceRequest::Database(req) => {
+                if args.full {
+                    req.source.mode = reservoir_ingest::db::SyncMode::Full;
+                    req.source.detect_deletes = false;
+                }
                 if file_options_given(args) {
                     bail!(
                         "raw.{}.{} is a database source: file options (--mode, --format, \
@@ -307,7 +324,7 @@ fn locate_source(home: &Home, input: &Path) -> Result<PathBuf> {
             input.display()
         );
     }
-    if input.exists() {
+    if input.is_file() {
         return Ok(input.to_path_buf());
     }
     let named = home.sources_dir().join(input).with_extension("toml");

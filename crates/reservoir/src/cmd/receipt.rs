@@ -36,6 +36,9 @@ pub async fn run(home_flag: Option<&Path>, cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Show { run, out } => {
             let home = Home::open(&home::resolve(home_flag)?).await?;
+            if home.catalog.run(run).await?.is_none() {
+                bail!("there is no run {run}; `reservoir catalog runs` lists them");
+            }
             let Some(text) = home.catalog.receipt(run).await? else {
                 bail!(
                     "run {run} has no receipt (runs that commit no rows, and runs before receipts \
@@ -63,7 +66,19 @@ pub async fn run(home_flag: Option<&Path>, cmd: Command) -> Result<ExitCode> {
             let receipt: Receipt = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a Reservoir receipt", file.display()))?;
             let home = if public_key.is_none() || !signature_only {
-                Some(Home::open(&home::resolve(home_flag)?).await?)
+                match Home::open(&home::resolve(home_flag)?).await {
+                    Ok(h) => Some(h),
+                    Err(e) if public_key.is_some() => {
+                        eprintln!("note: no home ({e:#}); checking the signature only");
+                        None
+                    }
+                    Err(e) => {
+                        return Err(e.context(
+                            "the trusted key comes from a home: run inside one (--home), or give \
+                             --public-key HEX --signature-only",
+                        ));
+                    }
+                }
             } else {
                 None
             };
@@ -95,7 +110,10 @@ pub async fn run(home_flag: Option<&Path>, cmd: Command) -> Result<ExitCode> {
             if let (false, Some(home)) = (signature_only, &home) {
                 let problems = receipt::check_against_lake(&home.lake, &receipt).await?;
                 if problems.is_empty() {
-                    println!("✔ the lake holds exactly the delivered files");
+                    println!(
+                        "✔ every delivered file is unchanged in the lake (later commits may have \
+                         replaced some of them in the current table version)"
+                    );
                 } else {
                     for p in &problems {
                         eprintln!("✘ {p}");
