@@ -63,6 +63,23 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    // `reservoir catalog runs | head`: when the reader goes away, stop quietly like other
+    // command-line tools instead of printing a panic. (Whatever a collection had committed
+    // stays; its run is marked interrupted by the next one.)
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
+
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -89,9 +106,20 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(141),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether an error is the reader of our output going away (`… | head`).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            // Arrow's CSV writer keeps only the text of the I/O error.
+            || c.to_string().contains("Broken pipe (os error 32)")
+    })
 }
