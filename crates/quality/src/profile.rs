@@ -15,6 +15,10 @@ use crate::{Error, Result};
 /// Most frequent values kept per column.
 pub const TOP_VALUES: usize = 5;
 
+/// Columns with more distinct values than this (estimated) get no top values: counting them
+/// would hold every value in memory, and in such a column each value occurs about once.
+pub const TOP_VALUES_MAX_DISTINCT: i64 = 100_000;
+
 /// Profiles every column of `table` except those named in `skip` (e.g. the lake's metadata
 /// columns).
 pub async fn profile_table(table: &DeltaTable, skip: &[&str]) -> Result<Vec<ColumnProfile>> {
@@ -88,17 +92,24 @@ pub async fn profile_table(table: &DeltaTable, skip: &[&str]) -> Result<Vec<Colu
     let mut out = Vec::with_capacity(columns.len());
     for (i, name, data_type) in &columns {
         let non_null = int_at(&format!("__nn{i}"))?;
+        let distinct = int_at(&format!("__d{i}"))?;
         let c = Expr::Column(Column::from_name(name));
-        let top = df
-            .clone()
-            .aggregate(vec![c.clone()], vec![count(lit(1)).alias("__n")])?
-            .sort(vec![
-                Expr::Column(Column::from_name("__n")).sort(false, false),
-                c.sort(true, true),
-            ])?
-            .limit(0, Some(TOP_VALUES))?
-            .collect()
-            .await?;
+        // Counting values groups by them: for a column of (nearly) unique values that is a hash
+        // table of the whole column, and its "most frequent values" all occur about once.
+        // Memory stays bounded by counting only columns with few distinct values.
+        let top = if distinct <= TOP_VALUES_MAX_DISTINCT {
+            df.clone()
+                .aggregate(vec![c.clone()], vec![count(lit(1)).alias("__n")])?
+                .sort(vec![
+                    Expr::Column(Column::from_name("__n")).sort(false, false),
+                    c.sort(true, true),
+                ])?
+                .limit(0, Some(TOP_VALUES))?
+                .collect()
+                .await?
+        } else {
+            Vec::new()
+        };
         let mut top_values = Vec::new();
         for b in &top {
             let counts = arrow::compute::cast(b.column(1), &DataType::Int64)?;
@@ -121,7 +132,7 @@ pub async fn profile_table(table: &DeltaTable, skip: &[&str]) -> Result<Vec<Colu
             data_type: data_type.to_string(),
             row_count: rows,
             null_count: rows - non_null,
-            distinct_count: int_at(&format!("__d{i}"))?,
+            distinct_count: distinct,
             min_value: text_at(&format!("__min{i}"))?,
             max_value: text_at(&format!("__max{i}"))?,
             top_values,

@@ -291,15 +291,24 @@ fn write_people(args: &Args, gbk: bool, rng: &mut Rng) -> Result<FileTruth> {
         .context("date")?;
     let mut defects = Vec::new();
     let mut last_id = String::new();
+    // Sequence numbers handed out per county, birth date and gender, so that IDs are unique
+    // (as real ones are) until a day's 500 numbers run out.
+    let mut issued: std::collections::HashMap<(bool, i64, bool), u64> = Default::default();
     for row in 1..=args.rows {
-        let birth = epoch + Duration::days(rng.below(33_000) as i64);
-        let county = if birth.year() < 1998 && rng.chance(0.5) {
-            "310227" // Songjiang county, before it became a district in 1998
-        } else {
-            "310117"
-        };
         let female = rng.chance(0.5);
-        let seq = rng.below(500) * 2 + u64::from(!female);
+        let (birth, county, seq) = loop {
+            let birth = epoch + Duration::days(rng.below(33_000) as i64);
+            let retired = birth.year() < 1998 && rng.chance(0.5);
+            let next = issued
+                .entry((retired, birth.num_days_from_ce() as i64, female))
+                .or_insert(0);
+            if *next < 500 {
+                let seq = *next * 2 + u64::from(!female);
+                *next += 1;
+                // 310227: Songjiang county, before it became a district in 1998.
+                break (birth, if retired { "310227" } else { "310117" }, seq);
+            }
+        };
         let first17 = format!("{county}{}{seq:03}", birth.format("%Y%m%d"));
         let mut id = format!("{first17}{}", id_check(&first17));
         let mut name = format!("{}{}", rng.pick(SURNAMES), rng.pick(GIVEN));
