@@ -802,6 +802,26 @@ impl SourceOutcome {
 }
 
 impl SourceRequest {
+    /// Sets the type-inference sample and batch sizes of the kinds that read files or records
+    /// (files, drop folders, HTTP APIs); databases and streams take theirs from the definition.
+    pub fn set_sizes(&mut self, infer_rows: usize, batch_rows: usize) {
+        match self {
+            Self::Files(f) => {
+                f.infer_rows = infer_rows;
+                f.batch_rows = batch_rows;
+            }
+            Self::Folder(f) => {
+                f.template.infer_rows = infer_rows;
+                f.template.batch_rows = batch_rows;
+            }
+            Self::Http(h) => {
+                h.infer_rows = infer_rows;
+                h.batch_rows = batch_rows;
+            }
+            Self::Database(_) | Self::Nats(_) => {}
+        }
+    }
+
     /// How the catalog describes where it comes from (e.g. `source sources/hukou.toml`).
     pub fn origin(&self) -> Option<&str> {
         let label = match self {

@@ -224,21 +224,7 @@ impl Scheduler {
         let mut req = def
             .to_source_request(path, &base, &env)
             .map_err(|e| e.to_string())?;
-        match &mut req {
-            SourceRequest::Http(h) => {
-                h.infer_rows = self.infer_rows;
-                h.batch_rows = self.batch_rows;
-            }
-            SourceRequest::Files(f) => {
-                f.infer_rows = self.infer_rows;
-                f.batch_rows = self.batch_rows;
-            }
-            SourceRequest::Folder(f) => {
-                f.template.infer_rows = self.infer_rows;
-                f.template.batch_rows = self.batch_rows;
-            }
-            _ => {}
-        }
+        req.set_sizes(self.infer_rows, self.batch_rows);
         Ok(req)
     }
 

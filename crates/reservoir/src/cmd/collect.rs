@@ -171,10 +171,10 @@ async fn collect_all(
     for mut req in requests.iter().cloned() {
         match &mut req {
             SourceRequest::Folder(f) => apply_overrides(&mut f.template, args, home)?,
-            SourceRequest::Http(h) => {
-                h.infer_rows = args.infer_rows.unwrap_or(home.config.ingest.infer_rows);
-                h.batch_rows = home.config.ingest.batch_rows;
-            }
+            SourceRequest::Http(_) => req.set_sizes(
+                args.infer_rows.unwrap_or(home.config.ingest.infer_rows),
+                home.config.ingest.batch_rows,
+            ),
             _ => {}
         }
         let label = match req.origin() {

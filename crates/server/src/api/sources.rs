@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use reservoir_ingest::{NoProgress, RunReport, SourceDef, SourceOutcome, SourceRequest};
+use reservoir_ingest::{NoProgress, RunReport, SourceDef, SourceOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -193,22 +193,7 @@ pub(crate) async fn run(
     let mut req = def
         .to_source_request(&path, &base, &env)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let (infer_rows, batch_rows) = (state.config().infer_rows, state.config().batch_rows);
-    match &mut req {
-        SourceRequest::Files(f) => {
-            f.infer_rows = infer_rows;
-            f.batch_rows = batch_rows;
-        }
-        SourceRequest::Folder(f) => {
-            f.template.infer_rows = infer_rows;
-            f.template.batch_rows = batch_rows;
-        }
-        SourceRequest::Http(h) => {
-            h.infer_rows = infer_rows;
-            h.batch_rows = batch_rows;
-        }
-        _ => {}
-    }
+    req.set_sizes(state.config().infer_rows, state.config().batch_rows);
     // A database sync's future is not `Send`: run it on a blocking thread of its own.
     let handle = tokio::runtime::Handle::current();
     let state2 = state.clone();
