@@ -806,17 +806,7 @@ impl Catalog {
         .bind(sha256)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(DeliveredFile {
-                dataset_id: r.try_get(0)?,
-                sha256: r.try_get(1)?,
-                path: r.try_get(2)?,
-                size: r.try_get(3)?,
-                run_id: r.try_get(4)?,
-                delivered_at: r.try_get(5)?,
-            })
-        })
-        .transpose()
+        row.map(|r| delivered_from_row(&r)).transpose()
     }
 
     /// The latest delivery into the dataset of a file at `path`, whatever its content.
@@ -833,17 +823,7 @@ impl Catalog {
         .bind(path)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(DeliveredFile {
-                dataset_id: r.try_get(0)?,
-                sha256: r.try_get(1)?,
-                path: r.try_get(2)?,
-                size: r.try_get(3)?,
-                run_id: r.try_get(4)?,
-                delivered_at: r.try_get(5)?,
-            })
-        })
-        .transpose()
+        row.map(|r| delivered_from_row(&r)).transpose()
     }
 
     /// Remembers that a file was delivered (loaded) into the dataset.
@@ -1022,6 +1002,17 @@ fn dataset_from_row(r: &AnyRow) -> Result<Dataset> {
         table_version: r.try_get("table_version")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn delivered_from_row(r: &AnyRow) -> Result<DeliveredFile> {
+    Ok(DeliveredFile {
+        dataset_id: r.try_get(0)?,
+        sha256: r.try_get(1)?,
+        path: r.try_get(2)?,
+        size: r.try_get(3)?,
+        run_id: r.try_get(4)?,
+        delivered_at: r.try_get(5)?,
     })
 }
 

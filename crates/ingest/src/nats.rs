@@ -27,14 +27,16 @@ use std::time::{Duration, Instant};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
 use async_nats::jetstream::{self, consumer::AckPolicy, consumer::DeliverPolicy, consumer::pull};
 use futures::StreamExt;
-use reservoir_catalog::{DriftEvent, NewRun, RunCounts, RunOutcome, RunStatus};
-use reservoir_lake::{CommitTags, Layer, TableRef};
+use reservoir_catalog::{DriftEvent, RunCounts};
+use reservoir_lake::{CommitTags, TableRef};
 use serde_json::Value as Json;
 
 use crate::collect::{ColumnSpec, DatasetInfo, RunReport};
 use crate::convert::Rejected;
 use crate::db::types::{LoadType, SourceColumn};
-use crate::db::{BATCH_KEY, BatchBuilder, Completed, account, drift, raw_schema, write_quarantine};
+use crate::db::{
+    BATCH_KEY, BatchBuilder, Begun, Completed, account, drift, raw_schema, write_quarantine,
+};
 use crate::value::ColumnType;
 use crate::{Collector, Error, Progress, Result};
 
@@ -104,20 +106,6 @@ impl Collector {
         if req.source.batch_rows == 0 {
             return Err(Error::Invalid("batch_rows must be positive".into()));
         }
-        let mut notes = Vec::new();
-        self.register(&req.unit, &req.dataset, &req.info, "nats", &mut notes)
-            .await?;
-        let table = TableRef::new(Layer::Raw, &req.unit, &req.dataset);
-        let dataset = self
-            .catalog()
-            .dataset(Layer::Raw.as_str(), &req.unit, &req.dataset)
-            .await?
-            .ok_or_else(|| Error::Invalid(format!("dataset {table} vanished from the catalog")))?;
-        for id in self.catalog().interrupt_orphaned_runs(dataset.id).await? {
-            notes.push(format!(
-                "run {id} was left running by a process that is gone; marked interrupted"
-            ));
-        }
         let label = if req.source_label.is_empty() {
             format!(
                 "{} stream {}",
@@ -127,15 +115,14 @@ impl Collector {
         } else {
             req.source_label.clone()
         };
-        let batch_id = uuid::Uuid::now_v7().to_string();
-        let run_id = self
-            .catalog()
-            .begin_run(&NewRun {
-                batch_id: batch_id.clone(),
-                dataset_id: dataset.id,
-                source: label.clone(),
-                mode: "stream".into(),
-            })
+        let Begun {
+            table,
+            dataset_id,
+            batch_id,
+            run_id,
+            mut notes,
+        } = self
+            .begin_sync(&req.unit, &req.dataset, &req.info, "nats", &label, "stream")
             .await?;
         let mut run = StreamRun {
             collector: self,
@@ -143,7 +130,7 @@ impl Collector {
             table: table.clone(),
             batch_id: batch_id.clone(),
             run_id,
-            dataset_id: dataset.id,
+            dataset_id,
             source_name: match &req.source.subject {
                 Some(s) => format!("nats:{}/{s}", req.source.stream),
                 None => format!("nats:{}", req.source.stream),
@@ -162,16 +149,8 @@ impl Collector {
         let result = run.run().await;
         notes.append(&mut run.notes);
         if let Err(e) = result {
-            let outcome = RunOutcome {
-                status: RunStatus::Failed,
-                counts: run.counts,
-                table_version: run.version,
-                error: Some(e.to_string()),
-                details: serde_json::json!({ "source": label, "notes": notes }),
-            };
-            if let Err(ce) = self.catalog().finish_run(run_id, &outcome, None).await {
-                tracing::error!(run_id, error = %ce, "could not record the failed run");
-            }
+            self.fail_run(run_id, run.counts, run.version, &e, &label, &notes)
+                .await;
             return Err(e);
         }
         let mut extra = serde_json::Map::new();
@@ -179,7 +158,7 @@ impl Collector {
         self.complete_run(Completed {
             run_id,
             batch_id,
-            dataset_id: dataset.id,
+            dataset_id,
             table,
             mode: "stream",
             kind: "nats",

@@ -215,48 +215,32 @@ impl Collector {
         if src.batch_rows == 0 {
             return Err(Error::Invalid("batch_rows must be positive".into()));
         }
-        let mut notes = Vec::new();
-        self.register(
-            &req.unit,
-            &req.dataset,
-            &req.info,
-            src.kind.as_str(),
-            &mut notes,
-        )
-        .await?;
-        let table = TableRef::new(Layer::Raw, &req.unit, &req.dataset);
-        let dataset = self
-            .catalog()
-            .dataset(Layer::Raw.as_str(), &req.unit, &req.dataset)
-            .await?
-            .ok_or_else(|| Error::Invalid(format!("dataset {table} vanished from the catalog")))?;
         let label = if req.source_label.is_empty() {
             src.label()
         } else {
             req.source_label.clone()
         };
-        for id in self.catalog().interrupt_orphaned_runs(dataset.id).await? {
-            notes.push(format!(
-                "run {id} was left running by a process that is gone; marked interrupted \
-                 (what it committed stays, and this run resumes after it)"
-            ));
-        }
-        let batch_id = uuid::Uuid::now_v7().to_string();
-        let run_id = self
-            .catalog()
-            .begin_run(&NewRun {
-                batch_id: batch_id.clone(),
-                dataset_id: dataset.id,
-                source: label.clone(),
-                mode: src.mode.as_str().to_string(),
-            })
+        let Begun {
+            table,
+            dataset_id,
+            batch_id,
+            run_id,
+            mut notes,
+        } = self
+            .begin_sync(
+                &req.unit,
+                &req.dataset,
+                &req.info,
+                src.kind.as_str(),
+                &label,
+                src.mode.as_str(),
+            )
             .await?;
-
         let mut sync = Sync {
             collector: self,
             req: &req,
             run_id,
-            dataset_id: dataset.id,
+            dataset_id,
             table: table.clone(),
             batch_id: batch_id.clone(),
             source_name: format!("{}:{}", src.kind.as_str(), src.table),
@@ -277,17 +261,8 @@ impl Collector {
         let columns = match result {
             Ok(c) => c,
             Err(e) => {
-                let outcome = RunOutcome {
-                    status: RunStatus::Failed,
-                    // Batches committed before the failure stay committed and counted.
-                    counts: sync.counts,
-                    table_version: sync.version,
-                    error: Some(e.to_string()),
-                    details: serde_json::json!({ "source": label, "notes": notes }),
-                };
-                if let Err(ce) = self.catalog().finish_run(run_id, &outcome, None).await {
-                    tracing::error!(run_id, error = %ce, "could not record the failed run");
-                }
+                self.fail_run(run_id, sync.counts, sync.version, &e, &label, &notes)
+                    .await;
                 return Err(e);
             }
         };
@@ -301,7 +276,7 @@ impl Collector {
         self.complete_run(Completed {
             run_id,
             batch_id,
-            dataset_id: dataset.id,
+            dataset_id,
             table,
             mode: src.mode.as_str(),
             kind: src.kind.as_str(),
@@ -321,6 +296,84 @@ impl Collector {
             versions: sync.versions,
         })
         .await
+    }
+}
+
+/// A sync's run, begun: its table, dataset, ids and the notes so far.
+pub(crate) struct Begun {
+    pub table: TableRef,
+    pub dataset_id: i64,
+    pub batch_id: String,
+    pub run_id: i64,
+    pub notes: Vec<String>,
+}
+
+impl Collector {
+    /// Registers the unit and dataset, marks runs of dead processes interrupted, and records
+    /// the start of a run.
+    pub(crate) async fn begin_sync(
+        &self,
+        unit: &str,
+        dataset: &str,
+        info: &DatasetInfo,
+        system_kind: &str,
+        label: &str,
+        mode: &str,
+    ) -> Result<Begun> {
+        let mut notes = Vec::new();
+        self.register(unit, dataset, info, system_kind, &mut notes)
+            .await?;
+        let table = TableRef::new(Layer::Raw, unit, dataset);
+        let found = self
+            .catalog()
+            .dataset(Layer::Raw.as_str(), unit, dataset)
+            .await?
+            .ok_or_else(|| Error::Invalid(format!("dataset {table} vanished from the catalog")))?;
+        for id in self.catalog().interrupt_orphaned_runs(found.id).await? {
+            notes.push(format!(
+                "run {id} was left running by a process that is gone; marked interrupted \
+                 (what it committed stays, and this run resumes after it)"
+            ));
+        }
+        let batch_id = uuid::Uuid::now_v7().to_string();
+        let run_id = self
+            .catalog()
+            .begin_run(&NewRun {
+                batch_id: batch_id.clone(),
+                dataset_id: found.id,
+                source: label.to_string(),
+                mode: mode.to_string(),
+            })
+            .await?;
+        Ok(Begun {
+            table,
+            dataset_id: found.id,
+            batch_id,
+            run_id,
+            notes,
+        })
+    }
+
+    /// Records a failed sync; what it committed before the failure stays committed and counted.
+    pub(crate) async fn fail_run(
+        &self,
+        run_id: i64,
+        counts: RunCounts,
+        version: Option<i64>,
+        error: &Error,
+        label: &str,
+        notes: &[String],
+    ) {
+        let outcome = RunOutcome {
+            status: RunStatus::Failed,
+            counts,
+            table_version: version,
+            error: Some(error.to_string()),
+            details: serde_json::json!({ "source": label, "notes": notes }),
+        };
+        if let Err(ce) = self.catalog().finish_run(run_id, &outcome, None).await {
+            tracing::error!(run_id, error = %ce, "could not record the failed run");
+        }
     }
 }
 
