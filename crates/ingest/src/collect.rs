@@ -14,7 +14,7 @@
 //! vanish), then the raw table.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -567,6 +567,74 @@ struct Sinks {
     quarantine: Option<BatchSink>,
 }
 
+/// Chunks read but not yet committed, at most.
+const IN_FLIGHT: usize = 8;
+
+/// Threads converting chunks: one per core, at most 8.
+fn conversion_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// A chunk to convert, numbered in source order.
+struct Job {
+    seq: u64,
+    chunk: Box<dyn Chunk>,
+    mapping: Arc<[Option<usize>]>,
+    source: Arc<str>,
+}
+
+/// A converted chunk.
+struct Done {
+    seq: u64,
+    rows: usize,
+    converted: Result<crate::convert::Converted>,
+}
+
+/// The reader's end of the pipeline.
+struct Dispatch {
+    jobs: mpsc::SyncSender<Job>,
+    slots: mpsc::SyncSender<()>,
+    seq: u64,
+    /// Rows handed out so far.
+    rows: u64,
+}
+
+impl Dispatch {
+    fn send(
+        &mut self,
+        chunk: Box<dyn Chunk>,
+        mapping: &Arc<[Option<usize>]>,
+        source: &Arc<str>,
+    ) -> Result<()> {
+        let stopped = || Error::Task("the commit side stopped".into());
+        // Blocks while IN_FLIGHT chunks are uncommitted; fails once the committer is gone.
+        self.slots.send(()).map_err(|_| stopped())?;
+        let rows = chunk.len() as u64;
+        self.jobs
+            .send(Job {
+                seq: self.seq,
+                chunk,
+                mapping: mapping.clone(),
+                source: source.clone(),
+            })
+            .map_err(|_| stopped())?;
+        self.seq += 1;
+        self.rows += rows;
+        Ok(())
+    }
+}
+
+/// What the committer counted.
+struct Tally {
+    counts: RunCounts,
+    non_null: Vec<u64>,
+    rejected_sample: Vec<Rejected>,
+}
+
 impl Loader {
     fn run(self) -> Result<Loaded> {
         let mut sinks = Sinks {
@@ -606,20 +674,147 @@ impl Loader {
         })
     }
 
+    /// Reads the files on this thread, converts chunks on `conversion_threads()` workers and
+    /// commits them in source order on one more thread.
+    ///
+    /// ```text
+    ///  reader (this thread) ──jobs──► workers: convert ──done──► committer: reorder, count,
+    ///        ▲                                                  send to the sinks
+    ///        └──────────────── a slot per chunk in flight ◄────────┘
+    /// ```
+    ///
+    /// A chunk holds a slot from being read until it is committed, so at most `IN_FLIGHT`
+    /// chunks are in memory whatever the file size or the order workers finish in.
     fn load(&self, sinks: &mut Sinks) -> Result<Loaded> {
-        let mut counts = RunCounts::default();
-        let mut files = Vec::new();
-        let mut converter: Option<Converter> = None;
-        let mut notes = std::collections::HashMap::new();
-        let mut non_null: Vec<u64> = Vec::new();
-        let mut pending_rejects: Vec<Rejected> = Vec::new();
-        let mut rejected_sample = Vec::new();
+        let first = self
+            .req
+            .files
+            .first()
+            .ok_or_else(|| Error::Invalid("no input files given".into()))?;
+        self.progress.file_started(first, file_size(first));
+        let mut reader = self.open_reader(first)?;
 
+        // The first file fixes the plan, from a sample of its rows.
+        let mut buffered: Vec<Box<dyn Chunk>> = Vec::new();
+        let mut inference = Inference::new(reader.columns());
+        while (inference.rows() as usize) < self.req.infer_rows {
+            match reader.next_chunk(self.req.batch_rows.min(self.req.infer_rows))? {
+                Some(c) => {
+                    inference.observe(c.as_ref());
+                    buffered.push(c);
+                }
+                None => break,
+            }
+        }
+        let inferred = inference.finish();
+        let notes: std::collections::HashMap<String, String> = inferred
+            .iter()
+            .filter_map(|i| i.note.clone().map(|n| (i.name.clone(), n)))
+            .collect();
+        let plan = self.plan(reader.columns(), &inferred, first)?;
+        let conv = Converter::new(plan, &self.batch_id, self.ingested_at, self.req.infer_rows);
+        let mut write = self
+            .lake
+            .write(self.table.clone(), conv.schema().clone())
+            .with_mode(self.req.mode)
+            .with_commit_metadata("reservoir.batch", serde_json::json!(self.batch_id));
+        if let Some((app_id, version)) = &self.req.app_transaction {
+            write = write.with_app_transaction(app_id, *version);
+        }
+        sinks.data = Some(self.handle.block_on(write.start())?);
+
+        let workers = conversion_threads();
+        let (job_tx, job_rx) = mpsc::sync_channel::<Job>(IN_FLIGHT);
+        let job_rx = Mutex::new(job_rx);
+        let commit_sinks = &mut *sinks;
+        let (read, committed) = std::thread::scope(|s| {
+            let (done_tx, done_rx) = mpsc::sync_channel::<Done>(IN_FLIGHT);
+            let (slot_tx, slot_rx) = mpsc::sync_channel::<()>(IN_FLIGHT);
+            for _ in 0..workers {
+                let (done_tx, job_rx, conv) = (done_tx.clone(), &job_rx, &conv);
+                s.spawn(move || {
+                    loop {
+                        let job = match job_rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        let done = Done {
+                            seq: job.seq,
+                            rows: job.chunk.len(),
+                            converted: conv.convert(job.chunk.as_ref(), &job.mapping, &job.source),
+                        };
+                        if done_tx.send(done).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            let plan_len = conv.plan().len();
+            let committer = s.spawn(move || self.commit(commit_sinks, done_rx, slot_rx, plan_len));
+            let dispatch = Dispatch {
+                jobs: job_tx,
+                slots: slot_tx,
+                seq: 0,
+                rows: 0,
+            };
+            let read = self.read_all(reader, buffered, conv.plan(), dispatch);
+            let committed = committer
+                .join()
+                .unwrap_or_else(|_| Err(Error::Task("the commit thread panicked".into())));
+            (read, committed)
+        });
+        // The committer's error is the cause when the reader only saw it stop.
+        let tally = committed?;
+        let (files, lines_skipped, bytes_read) = read?;
+        let mut counts = tally.counts;
+        counts.lines_skipped = lines_skipped;
+        counts.bytes_read = bytes_read;
+        debug_assert!(counts.balanced());
+
+        let quarantine_version = match sinks.quarantine.take() {
+            Some(s) => Some(self.handle.block_on(s.finish())?.version),
+            None => None,
+        };
+        let data = sinks
+            .data
+            .take()
+            .ok_or_else(|| Error::Task("data sink missing".into()))?;
+        let outcome = self.handle.block_on(data.finish())?;
+        Ok(Loaded {
+            counts,
+            version: outcome.version,
+            quarantine_version,
+            files,
+            plan: conv.plan().to_vec(),
+            non_null: tally.non_null,
+            notes,
+            rejected_sample: tally.rejected_sample,
+        })
+    }
+
+    /// Reads every file and hands its chunks to the workers; returns the file reports, the
+    /// lines skipped and the bytes read.
+    fn read_all(
+        &self,
+        first: Box<dyn RowReader>,
+        buffered: Vec<Box<dyn Chunk>>,
+        plan: &[ColumnPlan],
+        mut dispatch: Dispatch,
+    ) -> Result<(Vec<FileReport>, i64, i64)> {
+        let mut files = Vec::with_capacity(self.req.files.len());
+        let (mut lines_skipped, mut bytes_read) = (0i64, 0i64);
+        let mut opened = Some((first, buffered));
         for (file_idx, path) in self.req.files.iter().enumerate() {
-            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            self.progress.file_started(path, size);
-            let mut reader = self.open_reader(path)?;
-            let source_name = self
+            let (mut reader, buffered) = match opened.take() {
+                Some(o) => o,
+                None => {
+                    self.progress.file_started(path, file_size(path));
+                    (self.open_reader(path)?, Vec::new())
+                }
+            };
+            let source: Arc<str> = self
                 .req
                 .source_names
                 .as_ref()
@@ -628,64 +823,59 @@ impl Loader {
                     path.file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_else(|| path.display().to_string())
-                });
-
-            // The first file fixes the plan, from a sample of its rows.
-            let mut buffered: Vec<Box<dyn Chunk>> = Vec::new();
-            if converter.is_none() {
-                let mut inference = Inference::new(reader.columns());
-                while (inference.rows() as usize) < self.req.infer_rows {
-                    match reader.next_chunk(self.req.batch_rows.min(self.req.infer_rows))? {
-                        Some(c) => {
-                            inference.observe(c.as_ref());
-                            buffered.push(c);
-                        }
-                        None => break,
-                    }
-                }
-                let inferred = inference.finish();
-                for i in &inferred {
-                    if let Some(n) = &i.note {
-                        notes.insert(i.name.clone(), n.clone());
-                    }
-                }
-                let plan = self.plan(reader.columns(), &inferred, path)?;
-                non_null = vec![0; plan.len()];
-                let conv =
-                    Converter::new(plan, &self.batch_id, self.ingested_at, self.req.infer_rows);
-                let mut write = self
-                    .lake
-                    .write(self.table.clone(), conv.schema().clone())
-                    .with_mode(self.req.mode)
-                    .with_commit_metadata("reservoir.batch", serde_json::json!(self.batch_id));
-                if let Some((app_id, version)) = &self.req.app_transaction {
-                    write = write.with_app_transaction(app_id, *version);
-                }
-                let sink = self.handle.block_on(write.start())?;
-                sinks.data = Some(sink);
-                converter = Some(conv);
-            }
-            let conv = converter
-                .as_ref()
-                .ok_or_else(|| Error::Task("no conversion plan".into()))?;
-            let mapping = self.mapping(conv.plan(), reader.columns(), path)?;
-
-            let mut next_buffered = buffered.into_iter();
+                })
+                .into();
+            let mapping: Arc<[Option<usize>]> = self.mapping(plan, reader.columns(), path)?.into();
+            let mut buffered = buffered.into_iter();
             loop {
-                let chunk = match next_buffered.next() {
+                let chunk = match buffered.next() {
                     Some(c) => c,
                     None => match reader.next_chunk(self.req.batch_rows)? {
                         Some(c) => c,
                         None => break,
                     },
                 };
-                let converted = conv.convert(chunk.as_ref(), &mapping, &source_name)?;
-                counts.rows_read += chunk.len() as i64;
+                dispatch.send(chunk, &mapping, &source)?;
+                self.progress.advanced(reader.bytes_read(), dispatch.rows);
+            }
+            let report = reader.report();
+            lines_skipped += report.skipped.len() as i64;
+            bytes_read += report.bytes as i64;
+            files.push(report);
+            self.progress.file_finished();
+        }
+        Ok((files, lines_skipped, bytes_read))
+    }
+
+    /// Takes converted chunks in any order and commits them in source order: counts, data
+    /// batches to the table, rejected rows to quarantine.
+    fn commit(
+        &self,
+        sinks: &mut Sinks,
+        done: mpsc::Receiver<Done>,
+        slots: mpsc::Receiver<()>,
+        columns: usize,
+    ) -> Result<Tally> {
+        let mut tally = Tally {
+            counts: RunCounts::default(),
+            non_null: vec![0; columns],
+            rejected_sample: Vec::new(),
+        };
+        let mut pending_rejects: Vec<Rejected> = Vec::new();
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0u64;
+        for d in done {
+            waiting.insert(d.seq, d);
+            while let Some(d) = waiting.remove(&next) {
+                next += 1;
+                let converted = d.converted?;
+                let counts = &mut tally.counts;
+                counts.rows_read += d.rows as i64;
                 counts.rows_loaded += converted.batch.num_rows() as i64;
                 counts.rows_quarantined += converted.rejected.len() as i64;
                 counts.rows_padded += converted.padded as i64;
                 counts.rows_flagged += converted.flagged as i64;
-                for (t, n) in non_null.iter_mut().zip(&converted.non_null) {
+                for (t, n) in tally.non_null.iter_mut().zip(&converted.non_null) {
                     *t += n;
                 }
                 if converted.batch.num_rows() > 0 {
@@ -696,46 +886,25 @@ impl Loader {
                     self.handle.block_on(sink.send(converted.batch))?;
                 }
                 for r in converted.rejected {
-                    if rejected_sample.len() < REJECTED_SAMPLE {
-                        rejected_sample.push(r.clone());
+                    if tally.rejected_sample.len() < REJECTED_SAMPLE {
+                        tally.rejected_sample.push(r.clone());
                     }
                     pending_rejects.push(r);
                 }
                 if pending_rejects.len() >= QUARANTINE_FLUSH {
                     self.flush_quarantine(sinks, &mut pending_rejects)?;
                 }
-                self.progress
-                    .advanced(reader.bytes_read(), counts.rows_read as u64);
+                // The chunk is done with: the reader may read another.
+                let _ = slots.recv();
             }
-            let report = reader.report();
-            counts.lines_skipped += report.skipped.len() as i64;
-            counts.bytes_read += report.bytes as i64;
-            files.push(report);
-            self.progress.file_finished();
+        }
+        if !waiting.is_empty() {
+            return Err(Error::Task(format!(
+                "a conversion thread stopped: chunk {next} never arrived"
+            )));
         }
         self.flush_quarantine(sinks, &mut pending_rejects)?;
-
-        debug_assert!(counts.balanced());
-        let quarantine_version = match sinks.quarantine.take() {
-            Some(s) => Some(self.handle.block_on(s.finish())?.version),
-            None => None,
-        };
-        let data = sinks
-            .data
-            .take()
-            .ok_or_else(|| Error::Task("data sink missing".into()))?;
-        let outcome = self.handle.block_on(data.finish())?;
-        let plan = converter.map(|c| c.plan().to_vec()).unwrap_or_default();
-        Ok(Loaded {
-            counts,
-            version: outcome.version,
-            quarantine_version,
-            files,
-            plan,
-            non_null,
-            notes,
-            rejected_sample,
-        })
+        Ok(tally)
     }
 
     fn flush_quarantine(&self, sinks: &mut Sinks, pending: &mut Vec<Rejected>) -> Result<()> {

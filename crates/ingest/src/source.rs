@@ -35,6 +35,7 @@
 //! key = ["id"]
 //! cursor = "updated_at"
 //! detect_deletes = true
+//! lookback = "15m"                                # upsert: re-read rows changed late
 //! ```
 //!
 //! Secrets never sit in a definition: a URL with a password in it is refused, and the password
@@ -51,7 +52,7 @@ use serde::{Deserialize, Serialize};
 use crate::Collector;
 use crate::collect::{CollectRequest, ColumnSpec, DatasetInfo, RunReport};
 use crate::csv::CsvOptions;
-use crate::db::{DatabaseSource, DbKind, SyncMode, SyncRequest};
+use crate::db::{DatabaseSource, DbKind, Lookback, SyncMode, SyncRequest};
 use crate::decode::encoding_for_label;
 use crate::excel::ExcelOptions;
 use crate::folder::{FolderReport, FolderRequest, FolderSource};
@@ -225,6 +226,18 @@ pub struct DatabaseDef {
     pub max_batches: Option<usize>,
     #[serde(default)]
     pub detect_deletes: bool,
+    /// Upsert mode: start each run this far before the committed cursor — a time span
+    /// (`"15m"`) for a date or time cursor, a number for a numeric one.
+    #[serde(default)]
+    pub lookback: Option<LookbackDef>,
+}
+
+/// A lookback as written: `"15m"` or `500`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LookbackDef {
+    Amount(u64),
+    Span(String),
 }
 
 /// What a definition asks to collect.
@@ -391,19 +404,9 @@ impl SourceDef {
                 "paths, mode and [database] do not apply to a NATS source".into(),
             ));
         }
-        let url = match (&def.url, &def.url_env) {
-            (Some(_), Some(_)) => {
-                return Err(bad("[nats] sets both url and url_env; keep one".into()));
-            }
-            (None, None) => return Err(bad("[nats] needs url or url_env".into())),
-            (None, Some(var)) => env(var).ok_or_else(|| {
-                bad(format!(
-                    "[nats].url_env names {var:?}, which is not set in the environment"
-                ))
-            })?,
-            (Some(url), None) => {
-                let parsed = url::Url::parse(url)
-                    .map_err(|e| bad(format!("[nats].url {url:?} is not a URL: {e}")))?;
+        let url = match connection_url("nats", &def.url, &def.url_env, env, &bad)? {
+            ConnectionUrl::FromEnv(url) => url,
+            ConnectionUrl::Written(text, parsed) => {
                 if parsed.password().is_some() || !parsed.username().is_empty() {
                     return Err(bad(
                         "[nats].url contains credentials; put the URL in an environment variable \
@@ -411,7 +414,7 @@ impl SourceDef {
                             .into(),
                     ));
                 }
-                url.clone()
+                text
             }
         };
         let columns = self.column_specs(&bad)?;
@@ -595,19 +598,9 @@ impl SourceDef {
                     .into(),
             ));
         }
-        let url = match (&db.url, &db.url_env) {
-            (Some(_), Some(_)) => {
-                return Err(bad("[database] sets both url and url_env; keep one".into()));
-            }
-            (None, None) => return Err(bad("[database] needs url or url_env".into())),
-            (None, Some(var)) => env(var).ok_or_else(|| {
-                bad(format!(
-                    "[database].url_env names {var:?}, which is not set in the environment"
-                ))
-            })?,
-            (Some(url), None) => {
-                let mut parsed = url::Url::parse(url)
-                    .map_err(|e| bad(format!("[database].url {url:?} is not a URL: {e}")))?;
+        let url = match connection_url("database", &db.url, &db.url_env, env, &bad)? {
+            ConnectionUrl::FromEnv(url) => url,
+            ConnectionUrl::Written(text, mut parsed) => {
                 let password_param = parsed
                     .query_pairs()
                     .any(|(k, _)| k.to_ascii_lowercase().contains("password"));
@@ -627,7 +620,7 @@ impl SourceDef {
                     })?;
                     parsed
                         .set_password(Some(&password))
-                        .map_err(|()| bad(format!("{url:?} cannot carry a password")))?;
+                        .map_err(|()| bad(format!("{text:?} cannot carry a password")))?;
                 }
                 parsed.to_string()
             }
@@ -655,6 +648,20 @@ impl SourceDef {
                 .parse::<SyncMode>()
                 .map_err(|e| bad(format!("[database].mode: {e}")))?,
         };
+        let lookback = match &db.lookback {
+            None => None,
+            Some(LookbackDef::Amount(n)) => Some(Lookback::Amount(*n)),
+            Some(LookbackDef::Span(t)) => {
+                Some(Lookback::parse(t).map_err(|e| bad(format!("[database].lookback: {e}")))?)
+            }
+        };
+        if lookback.is_some() && mode != SyncMode::Upsert {
+            return Err(bad(
+                "[database].lookback is for mode = \"upsert\": re-read rows are merged by key, \
+                 where another mode would load them twice"
+                    .into(),
+            ));
+        }
         if db.detect_deletes && mode == SyncMode::Full {
             return Err(bad(
                 "detect_deletes is for incremental and upsert modes; a full sync replaces the table"
@@ -689,6 +696,7 @@ impl SourceDef {
                 batch_rows: db.batch_rows.unwrap_or(DEFAULT_DB_BATCH_ROWS),
                 max_batches: db.max_batches,
                 detect_deletes: db.detect_deletes,
+                lookback,
             },
             columns,
             info: self.info(),
@@ -871,6 +879,38 @@ impl Collector {
                 SourceOutcome::Folder(self.collect_folder(r, progress).await?)
             }
         })
+    }
+}
+
+/// A connection URL as a definition gives it.
+enum ConnectionUrl {
+    /// Written in the definition (text and parsed), to be checked for credentials.
+    Written(String, url::Url),
+    /// Read from the environment variable `url_env`, where credentials may be.
+    FromEnv(String),
+}
+
+/// Resolves `[section].url` / `[section].url_env`: exactly one of them.
+fn connection_url(
+    section: &str,
+    url: &Option<String>,
+    url_env: &Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+    bad: &dyn Fn(String) -> Error,
+) -> Result<ConnectionUrl> {
+    match (url, url_env) {
+        (Some(_), Some(_)) => Err(bad(format!(
+            "[{section}] sets both url and url_env; keep one"
+        ))),
+        (None, None) => Err(bad(format!("[{section}] needs url or url_env"))),
+        (None, Some(var)) => env(var).map(ConnectionUrl::FromEnv).ok_or_else(|| {
+            bad(format!(
+                "[{section}].url_env names {var:?}, which is not set in the environment"
+            ))
+        }),
+        (Some(text), None) => url::Url::parse(text)
+            .map(|parsed| ConnectionUrl::Written(text.clone(), parsed))
+            .map_err(|e| bad(format!("[{section}].url {text:?} is not a URL: {e}"))),
     }
 }
 

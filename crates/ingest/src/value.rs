@@ -282,11 +282,91 @@ pub fn parse_date_with(s: &str, format: &str) -> Option<NaiveDate> {
     if format == "%Y%m%d" && (t.len() != 8 || !t.bytes().all(|b| b.is_ascii_digit())) {
         return None;
     }
+    if let Some(sep) = date_separator(format)
+        && t.len() == 10
+        && let Some(decided) = fixed_date(t.as_bytes(), sep)
+    {
+        return decided;
+    }
     NaiveDate::parse_from_str(t, format).ok()
 }
 
 pub fn parse_datetime_with(s: &str, format: &str) -> Option<NaiveDateTime> {
-    NaiveDateTime::parse_from_str(s.trim(), format).ok()
+    let t = s.trim();
+    let fast = match format {
+        "%Y-%m-%d %H:%M:%S%.f" => Some((b'-', b' ')),
+        "%Y-%m-%dT%H:%M:%S%.f" => Some((b'-', b'T')),
+        "%Y/%m/%d %H:%M:%S%.f" => Some((b'/', b' ')),
+        _ => None,
+    };
+    if let Some((sep, between)) = fast
+        && let Some(decided) = fixed_datetime(t.as_bytes(), sep, between)
+    {
+        return decided;
+    }
+    NaiveDateTime::parse_from_str(t, format).ok()
+}
+
+/// The separator of the fixed-width `%Y?%m?%d` formats.
+fn date_separator(format: &str) -> Option<u8> {
+    match format {
+        "%Y-%m-%d" => Some(b'-'),
+        "%Y/%m/%d" => Some(b'/'),
+        "%Y.%m.%d" => Some(b'.'),
+        _ => None,
+    }
+}
+
+/// Two ASCII digits as a number.
+fn two_digits(b: &[u8]) -> Option<u32> {
+    match b {
+        [a @ b'0'..=b'9', c @ b'0'..=b'9'] => Some(u32::from(a - b'0') * 10 + u32::from(c - b'0')),
+        _ => None,
+    }
+}
+
+/// The fast path for `YYYY-MM-DD` (with `sep`): `Some(verdict)` when `b` has exactly that shape,
+/// the same verdict chrono's parser gives; `None` for any other shape, which chrono decides.
+fn fixed_date(b: &[u8], sep: u8) -> Option<Option<NaiveDate>> {
+    if b.len() != 10 || b[4] != sep || b[7] != sep {
+        return None;
+    }
+    let year = two_digits(&b[0..2])? * 100 + two_digits(&b[2..4])?;
+    let month = two_digits(&b[5..7])?;
+    let day = two_digits(&b[8..10])?;
+    Some(NaiveDate::from_ymd_opt(year as i32, month, day))
+}
+
+/// The fast path for `YYYY-MM-DD HH:MM:SS[.f]`: as [`fixed_date`], `None` leaves the value
+/// to chrono (other shapes, leap seconds, more than nine fraction digits).
+fn fixed_datetime(b: &[u8], sep: u8, between: u8) -> Option<Option<NaiveDateTime>> {
+    if b.len() < 19 || b[10] != between || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let date = fixed_date(&b[..10], sep)?;
+    let (hour, minute, second) = (
+        two_digits(&b[11..13])?,
+        two_digits(&b[14..16])?,
+        two_digits(&b[17..19])?,
+    );
+    if second >= 60 {
+        return None;
+    }
+    let nanos = match &b[19..] {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            let mut n = 0u32;
+            for d in digits {
+                if !d.is_ascii_digit() {
+                    return None;
+                }
+                n = n * 10 + u32::from(d - b'0');
+            }
+            n * 10u32.pow(9 - digits.len() as u32)
+        }
+        _ => return None,
+    };
+    Some(date.and_then(|d| d.and_hms_nano_opt(hour, minute, second, nanos)))
 }
 
 /// Any supported date format.
@@ -306,6 +386,63 @@ pub fn parse_datetime_any(s: &str) -> Option<NaiveDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_date_paths_agree_with_chrono() {
+        let dates = [
+            "2024-02-29",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "0999-01-01",
+            "2024-1-05",
+            "2024-01-5",
+            "２０２４-01-05",
+            " 2024-01-05 ",
+            "2024-01-05x",
+            "+2024-01-05",
+        ];
+        for f in ["%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d"] {
+            for d in dates {
+                let d = d.replace('-', &f[2..3]);
+                assert_eq!(
+                    parse_date_with(&d, f),
+                    NaiveDate::parse_from_str(d.trim(), f).ok(),
+                    "{d:?} as {f}"
+                );
+            }
+        }
+        let times = [
+            "2024-03-01 08:30:00",
+            "2024-03-01 08:30:00.5",
+            "2024-03-01 08:30:00.123456789",
+            "2024-03-01 08:30:00.1234567891",
+            "2024-03-01 24:00:00",
+            "2024-03-01 23:60:00",
+            "2024-03-01 23:59:60",
+            "2024-03-01 23:59:60.5",
+            "2024-02-30 08:30:00",
+            "2024-03-01 8:30:00",
+            "2024-03-01 08:30:00.",
+            "2024-03-01 08:30:00.12a",
+            "2024-03-01 08:30",
+            "2024-03-01 08:30:00Z",
+        ];
+        for (f, sep, between) in [
+            ("%Y-%m-%d %H:%M:%S%.f", "-", " "),
+            ("%Y-%m-%dT%H:%M:%S%.f", "-", "T"),
+            ("%Y/%m/%d %H:%M:%S%.f", "/", " "),
+        ] {
+            for t in times {
+                let t = t.replacen('-', sep, 2).replacen(' ', between, 1);
+                assert_eq!(
+                    parse_datetime_with(&t, f),
+                    NaiveDateTime::parse_from_str(t.trim(), f).ok(),
+                    "{t:?} as {f}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn integers_that_are_really_codes_stay_text() {

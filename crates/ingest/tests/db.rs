@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use reservoir_ingest::db::{DatabaseSource, DbKind, SyncMode, SyncRequest};
+use reservoir_ingest::db::{DatabaseSource, DbKind, Lookback, SyncMode, SyncRequest};
 use reservoir_ingest::{Collector, DatasetInfo, Error, NoProgress, RunReport};
 use reservoir_lake::APP_VERSION_KEY;
 use reservoir_lake::{Layer, TableRef};
@@ -59,6 +59,7 @@ fn source(kind: DbKind, url: &str, table: &str, mode: SyncMode) -> DatabaseSourc
         batch_rows: 3,
         max_batches: None,
         detect_deletes: false,
+        lookback: None,
     }
 }
 
@@ -289,7 +290,7 @@ async fn postgres_incremental_sync_is_exactly_once() {
     let r = env.sync(src.clone(), "cases").await.unwrap();
     assert_eq!(r.counts.rows_read, 0);
     assert!(
-        r.notes.iter().any(|n| n.contains("no new rows")),
+        r.notes.iter().any(|n| n.contains("no new or changed rows")),
         "{:?}",
         r.notes
     );
@@ -601,6 +602,155 @@ async fn postgres_upsert_deletes_and_drift() {
         [10]
     );
     db.drop_db().await;
+}
+
+/// A row committed at the source with a cursor value the sync already passed (a long
+/// transaction's `now()`) arrives when the upsert has a lookback; rows delivered again
+/// unchanged are left alone, and a run that changes nothing commits nothing.
+#[tokio::test]
+async fn upsert_lookback_fetches_back_dated_rows() {
+    let db = PgDatabase::create().await;
+    pg_exec(
+        &db.url,
+        "CREATE TABLE permits (id int PRIMARY KEY, status text, updated_at timestamp NOT NULL);
+         INSERT INTO permits
+           SELECT g, '受理', '2024-05-01 10:00:00'::timestamp + g * interval '1 second'
+           FROM generate_series(1, 5) g;",
+    )
+    .await;
+    let env = Env::new().await;
+    let table = TableRef::new(Layer::Raw, "unit", "permits");
+    let mut src = source(DbKind::Postgres, &db.url, "permits", SyncMode::Upsert);
+    src.lookback = Some(Lookback::parse("1m").unwrap());
+    let r = env.sync(src.clone(), "permits").await.unwrap();
+    assert_eq!((r.counts.rows_read, r.counts.rows_loaded), (5, 5));
+    let first_batch = r.batch_id.clone();
+
+    // Committed late with earlier cursor values: 6 within the minute, 7 an hour before.
+    pg_exec(
+        &db.url,
+        "INSERT INTO permits VALUES (6, '受理', '2024-05-01 09:59:30'),
+                                    (7, '受理', '2024-05-01 09:00:00');",
+    )
+    .await;
+    let r = env.sync(src.clone(), "permits").await.unwrap();
+    // The window (09:59:05 on) holds 6 and 1–5, read again in batches of three.
+    assert_eq!(
+        (
+            r.counts.rows_read,
+            r.counts.rows_loaded,
+            r.counts.rows_quarantined
+        ),
+        (6, 6, 0)
+    );
+    let run = env.catalog.run(r.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            run.details["inserted"].as_i64(),
+            run.details["updated"].as_i64()
+        ),
+        (Some(1), Some(0))
+    );
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("lookback: the first batch started 1m before")),
+        "{:?}",
+        r.notes
+    );
+    assert_eq!(
+        env.ints("SELECT id FROM raw.unit.permits ORDER BY id")
+            .await,
+        [1, 2, 3, 4, 5, 6]
+    );
+    // Rows 1–5 were not rewritten: they keep the batch that first loaded them.
+    assert_eq!(
+        env.rows(&format!(
+            "SELECT CAST(count(*) AS VARCHAR) FROM raw.unit.permits WHERE _batch = '{first_batch}'"
+        ))
+        .await,
+        [[s("5")]]
+    );
+
+    // Nothing changed: the window is read again and nothing is committed.
+    let version = env.lake.open_existing(&table).await.unwrap().version();
+    let r = env.sync(src.clone(), "permits").await.unwrap();
+    assert_eq!(r.counts.rows_read, 6);
+    assert_eq!(
+        env.lake.open_existing(&table).await.unwrap().version(),
+        version
+    );
+    assert!(
+        r.notes.iter().any(|n| n.contains("no new or changed rows")),
+        "{:?}",
+        r.notes
+    );
+
+    // A change inside the window is merged.
+    pg_exec(
+        &db.url,
+        "UPDATE permits SET status = '办结', updated_at = '2024-05-01 10:00:02.5' WHERE id = 1;",
+    )
+    .await;
+    let r = env.sync(src.clone(), "permits").await.unwrap();
+    let run = env.catalog.run(r.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            run.details["inserted"].as_i64(),
+            run.details["updated"].as_i64()
+        ),
+        (Some(0), Some(1))
+    );
+    assert_eq!(
+        env.rows("SELECT status FROM raw.unit.permits WHERE id = 1")
+            .await,
+        [[s("办结")]]
+    );
+
+    // A lookback needs upsert mode and a span that fits the cursor's type.
+    let mut appending = src.clone();
+    appending.mode = SyncMode::Incremental;
+    let e = env
+        .sync(appending, "permits_log")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("use mode = \"upsert\""), "{e}");
+    let mut amount = src.clone();
+    amount.lookback = Some(Lookback::Amount(10));
+    let e = env.sync(amount, "permits").await.unwrap_err().to_string();
+    assert!(
+        e.contains("lookback 10 does not fit cursor column \"updated_at\" of type timestamp"),
+        "{e}"
+    );
+    assert!(
+        Lookback::parse("15 minutes")
+            .unwrap_err()
+            .contains("expected a time span")
+    );
+    assert_eq!(Lookback::parse("2h"), Ok(Lookback::Seconds(7_200)));
+    db.drop_db().await;
+
+    // MariaDB's window arithmetic, and a numeric cursor.
+    let my = MyDatabase::create().await;
+    my.exec(
+        "CREATE TABLE seqs (id INT PRIMARY KEY, note VARCHAR(20), rev BIGINT UNSIGNED NOT NULL);
+         INSERT INTO seqs VALUES (1, 'a', 100), (2, 'b', 101), (3, 'c', 102);",
+    )
+    .await;
+    let mut src = source(DbKind::MySql, &my.url, "seqs", SyncMode::Upsert);
+    src.cursor = Some("rev".into());
+    src.lookback = Some(Lookback::Amount(5));
+    env.sync(src.clone(), "seqs").await.unwrap();
+    my.exec("INSERT INTO seqs VALUES (4, 'late', 98), (5, 'lost', 90);")
+        .await;
+    let r = env.sync(src.clone(), "seqs").await.unwrap();
+    assert_eq!(r.counts.rows_read, 4, "98 and 100–102 are within 5 of 102");
+    assert_eq!(
+        env.ints("SELECT id FROM raw.unit.seqs ORDER BY id").await,
+        [1, 2, 3, 4]
+    );
+    my.drop_db().await;
 }
 
 /// MariaDB in upsert mode with a composite key, and in full mode.

@@ -55,8 +55,10 @@ impl CommitTags {
 /// What a merge did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MergeOutcome {
-    /// Table version created by the commit.
+    /// Table version created by the commit, or the table's version when nothing changed.
     pub version: i64,
+    /// Whether a commit was made: a merge that changes nothing makes none.
+    pub committed: bool,
     pub inserted: u64,
     pub updated: u64,
     pub deleted: u64,
@@ -78,9 +80,11 @@ fn key_predicate(keys: &[String]) -> Result<Expr> {
 }
 
 impl Lake {
-    /// Upserts `batch` into an existing table by `keys`: rows whose key is in the table replace
-    /// it (every column), the others are inserted. With `add_columns`, columns of the batch the
-    /// table lacks are added to it. The batch must not hold a key twice.
+    /// Upserts `batch` into an existing table by `keys`: a row whose key is in the table
+    /// replaces it (every column) when one of its data columns differs, the others are
+    /// inserted; rows delivered again unchanged are left as they are, and a batch that changes
+    /// nothing commits nothing. With `add_columns`, columns of the batch the table lacks are
+    /// added to it and every matched row is replaced. The batch must not hold a key twice.
     pub async fn merge_batch(
         &self,
         table: &TableRef,
@@ -97,6 +101,24 @@ impl Lake {
             .iter()
             .map(|f| f.name().clone())
             .collect();
+        // A row changed when a data column differs (NULL-aware); the lake's metadata columns
+        // (batch, load time) differ on every delivery and do not count.
+        let changed = (!add_columns)
+            .then(|| {
+                names
+                    .iter()
+                    .filter(|n| !crate::meta::ALL.contains(&n.as_str()) && !keys.contains(n))
+                    .map(|n| {
+                        Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(
+                            Box::new(target_col(n)),
+                            datafusion::logical_expr::Operator::IsDistinctFrom,
+                            Box::new(source_col(n)),
+                        ))
+                    })
+                    .reduce(Expr::or)
+            })
+            .flatten();
+        let before = delta.version();
         let source = SessionContext::new().read_batch(batch)?;
         let (delta, metrics) = delta
             .merge(source, predicate)
@@ -104,6 +126,10 @@ impl Lake {
             .with_target_alias("target")
             .with_merge_schema(add_columns)
             .when_matched_update(|u| {
+                let u = match changed {
+                    Some(p) => u.predicate(p),
+                    None => u,
+                };
                 names.iter().fold(u, |u, n| {
                     u.update(Column::new_unqualified(n.as_str()), source_col(n))
                 })
@@ -117,6 +143,7 @@ impl Lake {
             .await?;
         Ok(MergeOutcome {
             version: version_of(&delta)?,
+            committed: delta.version() != before,
             inserted: metrics.num_target_rows_inserted as u64,
             updated: metrics.num_target_rows_updated as u64,
             deleted: 0,
@@ -148,6 +175,7 @@ impl Lake {
         }
         Ok(Some(MergeOutcome {
             version: version_of(&delta)?,
+            committed: true,
             deleted: metrics.num_target_rows_deleted as u64,
             ..MergeOutcome::default()
         }))

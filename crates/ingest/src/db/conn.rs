@@ -191,6 +191,20 @@ impl Conn {
         }
     }
 
+    /// Parameter `n` (a cursor value) moved back by `lookback`.
+    pub fn window_start(&self, n: usize, col: &SourceColumn, lookback: super::Lookback) -> String {
+        use super::Lookback;
+        match (self, lookback) {
+            (Self::Pg(_), Lookback::Seconds(s)) => {
+                format!("{} - INTERVAL '{s} seconds'", self.param(n, col))
+            }
+            (Self::Pg(_), Lookback::Amount(a)) => format!("{} - {a}", self.param(n, col)),
+            (Self::My(_), Lookback::Seconds(s)) => format!("? - INTERVAL {s} SECOND"),
+            // Exact for 20-digit unsigned keys, which a double would round.
+            (Self::My(_), Lookback::Amount(a)) => format!("CAST(? AS DECIMAL(65,10)) - {a}"),
+        }
+    }
+
     /// Runs `sql` with text parameters and streams its rows as text.
     pub fn stream<'c>(
         &'c mut self,

@@ -12,6 +12,9 @@
 //!   a changed row replaces its earlier version, so the table mirrors the source. With
 //!   `detect_deletes`, a run that reached the end of the source also compares all the source's
 //!   keys with the table's and deletes the rows the source no longer has, in one more commit.
+//!   A row delivered again unchanged is left alone. With `lookback` ("15m", or an amount for a
+//!   numeric cursor) a run starts that far before the committed cursor, so rows committed at
+//!   the source with a cursor value already passed (a long transaction's `now()`) still arrive.
 //! - **incremental**: rows after the committed cursor, in batches of `batch_rows`, ordered by
 //!   the cursor column and then the key columns, so rows sharing a cursor value are never
 //!   skipped or loaded twice across batch boundaries. Each batch is one Delta commit carrying
@@ -148,6 +151,76 @@ pub struct DatabaseSource {
     /// Upsert and incremental modes: after reaching the end of the source, delete the table's
     /// rows whose key the source no longer has (reads every key of the source).
     pub detect_deletes: bool,
+    /// Upsert mode: how far before the committed cursor a run starts reading again.
+    pub lookback: Option<Lookback>,
+}
+
+/// How far back an upsert run re-reads: a time span for a date or time cursor, an amount for
+/// a numeric one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookback {
+    Seconds(u64),
+    Amount(u64),
+}
+
+impl Lookback {
+    /// Parses `90s`, `15m`, `2h` or `1d` (a time span) or a bare number (an amount).
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let t = text.trim();
+        let expected = || {
+            format!(
+                "lookback {text:?}; expected a time span such as \"90s\", \"15m\", \"2h\" or \"1d\" \
+                 for a date or time cursor, or a whole number for a numeric cursor"
+            )
+        };
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (digits, unit) = t.split_at(split);
+        let n: u64 = digits.parse().map_err(|_| expected())?;
+        let factor = match unit.trim() {
+            "" => return Ok(Self::Amount(n)),
+            "s" => 1,
+            "m" | "min" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            _ => return Err(expected()),
+        };
+        n.checked_mul(factor)
+            .map(Self::Seconds)
+            .ok_or_else(expected)
+    }
+
+    /// Checks that the lookback fits the cursor column's type.
+    pub fn check(self, cursor: &SourceColumn) -> Result<()> {
+        let time = matches!(
+            cursor.load,
+            LoadType::Date | LoadType::Timestamp | LoadType::TimestampUtc
+        );
+        let number = matches!(
+            cursor.load,
+            LoadType::Int | LoadType::UnsignedBig | LoadType::Decimal { .. } | LoadType::Float
+        );
+        match self {
+            Self::Seconds(_) if time => Ok(()),
+            Self::Amount(_) if number => Ok(()),
+            _ => Err(Error::Invalid(format!(
+                "lookback {self} does not fit cursor column {:?} of type {}: a date or time \
+                 cursor takes a time span (\"15m\"), a numeric cursor a whole number",
+                cursor.name, cursor.source_type
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Lookback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Seconds(s) if s % 86_400 == 0 => write!(f, "{}d", s / 86_400),
+            Self::Seconds(s) if s % 3_600 == 0 => write!(f, "{}h", s / 3_600),
+            Self::Seconds(s) if s % 60 == 0 => write!(f, "{}m", s / 60),
+            Self::Seconds(s) => write!(f, "{s}s"),
+            Self::Amount(n) => write!(f, "{n}"),
+        }
+    }
 }
 
 impl std::fmt::Debug for DatabaseSource {
@@ -837,6 +910,28 @@ impl Sync<'_> {
         let next_sql = format!(
             "SELECT {select} FROM {from} WHERE {tuple} > {params_tuple} ORDER BY {order_by} LIMIT {limit}"
         );
+        // Upsert with a lookback: a run that resumes starts `lookback` before the committed
+        // cursor, so rows committed at the source with a cursor value below it (a long
+        // transaction's now()) are still merged. Merging is idempotent: unchanged rows change
+        // nothing and a batch of them commits nothing.
+        let window_sql = match src.lookback {
+            Some(lookback) if src.mode == SyncMode::Upsert => {
+                lookback.check(order_cols[0])?;
+                Some(format!(
+                    "SELECT {select} FROM {from} WHERE {SRC}.{} >= {} ORDER BY {order_by} LIMIT {limit}",
+                    conn.quote(&order_cols[0].name),
+                    conn.window_start(1, order_cols[0], lookback),
+                ))
+            }
+            Some(_) => {
+                return Err(Error::Invalid(
+                    "lookback re-reads rows, which incremental mode would append twice; use mode = \"upsert\"".into(),
+                ));
+            }
+            None => None,
+        };
+        let mut window_rows = 0usize;
+        let mut position: Option<Vec<String>> = None;
 
         let app_id = self.app_id();
         let mut batches = 0usize;
@@ -857,16 +952,20 @@ impl Sync<'_> {
                 ));
                 break false;
             }
-            // Resume from what the lake has committed, never from memory: the commit is the truth.
-            let (seq, cursor) = self.committed(&app_id, order_cols.len()).await?;
+            // A run starts from what the lake has committed: the commit is the truth. Within
+            // the run it goes on after the last row read, which is the committed cursor except
+            // after a lookback batch that changed nothing (and so committed nothing).
+            let (seq, committed) = self.committed(&app_id, order_cols.len()).await?;
             let cursor = if std::mem::take(&mut rewalk) {
                 None
             } else {
-                cursor
+                position.clone().or(committed)
             };
-            let (sql, params) = match &cursor {
-                Some(values) => (next_sql.as_str(), values.clone()),
-                None => (first_sql.as_str(), Vec::new()),
+            let window = batches == 0 && window_sql.is_some() && cursor.is_some();
+            let (sql, params) = match (&cursor, &window_sql) {
+                (Some(values), Some(w)) if window => (w.as_str(), vec![values[0].clone()]),
+                (Some(values), _) => (next_sql.as_str(), values.clone()),
+                (None, _) => (first_sql.as_str(), Vec::new()),
             };
             // Rows are built in the source's column order, then put in the table's.
             let mut builder = BatchBuilder::new(self, columns, raw_schema(columns));
@@ -895,12 +994,18 @@ impl Sync<'_> {
                 .with_app_transaction(&app_id, seq + 1)
                 .with_metadata(CURSOR_KEY, serde_json::json!(last))
                 .with_metadata(BATCH_KEY, self.batch_id.clone().into());
-            let version = self
+            if let Some(version) = self
                 .commit_batch(batch, schema.clone(), add_columns, tags)
-                .await?;
-            add_columns = false;
-            self.version = Some(version);
-            self.versions.push(version);
+                .await?
+            {
+                add_columns = false;
+                self.version = Some(version);
+                self.versions.push(version);
+            }
+            if window {
+                window_rows = read;
+            }
+            position = Some(last);
             self.account(&stats, &rejected);
             self.quarantine(rejected).await?;
             self.progress.advanced(0, self.counts.rows_read as u64);
@@ -909,9 +1014,15 @@ impl Sync<'_> {
                 break true;
             }
         };
+        if window_rows > 0 {
+            self.notes.push(format!(
+                "lookback: the first batch started {} before the committed cursor ({window_rows} rows read again; only changed rows are merged)",
+                src.lookback.map(|l| l.to_string()).unwrap_or_default()
+            ));
+        }
         if self.version.is_none() {
             self.notes
-                .push("no new rows since the last committed cursor".to_string());
+                .push("no new or changed rows since the last committed cursor".to_string());
         }
         if src.detect_deletes {
             if reached_end {
@@ -947,7 +1058,7 @@ impl Sync<'_> {
         schema: SchemaRef,
         add_columns: bool,
         tags: CommitTags,
-    ) -> Result<i64> {
+    ) -> Result<Option<i64>> {
         let lake = self.collector.lake();
         let exists = lake.open(&self.table).await?.is_some();
         if self.req.source.mode == SyncMode::Upsert && exists {
@@ -956,7 +1067,7 @@ impl Sync<'_> {
                 .await?;
             self.inserted += outcome.inserted;
             self.updated += outcome.updated;
-            return Ok(outcome.version);
+            return Ok(outcome.committed.then_some(outcome.version));
         }
         let rows = batch.num_rows() as u64;
         let mut write = lake.write(self.table.clone(), schema).with_tags(tags);
@@ -969,7 +1080,7 @@ impl Sync<'_> {
         }
         let outcome = sink.finish().await?;
         self.inserted += rows;
-        Ok(outcome.version)
+        Ok(Some(outcome.version))
     }
 
     /// Deletes the table's rows whose key the source no longer has, in one commit that carries
@@ -1476,6 +1587,7 @@ mod tests {
             batch_rows: 10,
             max_batches: None,
             detect_deletes: false,
+            lookback: None,
         };
         assert!(!format!("{src:?}").contains("pw"));
     }
