@@ -5,33 +5,26 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::util::display::array_value_to_string;
-use reservoir_catalog::{Catalog, RunStatus};
+use reservoir_catalog::RunStatus;
 use reservoir_ingest::{
     CollectRequest, Collector, ColumnSpec, ColumnType, Error, NoProgress, RunReport,
 };
-use reservoir_lake::{Lake, WriteMode};
-use reservoir_query::QueryEngine;
-use reservoir_testkit::shared_data;
+use reservoir_lake::WriteMode;
+use reservoir_testkit::{LakeHome, shared_data};
 
-struct Env {
-    dir: tempfile::TempDir,
-    lake: Lake,
-    catalog: Catalog,
+/// A temporary lake and catalog (`testkit::LakeHome`) with this file's helpers.
+struct Env(LakeHome);
+
+impl std::ops::Deref for Env {
+    type Target = LakeHome;
+    fn deref(&self) -> &LakeHome {
+        &self.0
+    }
 }
 
 impl Env {
     async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::local(dir.path().join("lake")).unwrap();
-        let catalog = Catalog::connect(&format!(
-            "sqlite://{}",
-            dir.path().join("catalog.db").display()
-        ))
-        .await
-        .unwrap();
-        Self { dir, lake, catalog }
+        Self(LakeHome::new().await)
     }
 
     fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
@@ -44,24 +37,6 @@ impl Env {
         Collector::new(self.lake.clone(), self.catalog.clone())
             .collect(req, Arc::new(NoProgress))
             .await
-    }
-
-    /// Query results as text, NULL as None.
-    async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
-        let engine = QueryEngine::new(&self.lake, &self.catalog).await.unwrap();
-        let batches: Vec<RecordBatch> = engine.query(sql).await.unwrap();
-        let mut out = Vec::new();
-        for b in &batches {
-            for r in 0..b.num_rows() {
-                out.push(
-                    b.columns()
-                        .iter()
-                        .map(|c| (!c.is_null(r)).then(|| array_value_to_string(c, r).unwrap()))
-                        .collect(),
-                );
-            }
-        }
-        out
     }
 }
 
@@ -754,5 +729,69 @@ async fn chinese_unit_and_dataset_names_in_sql() {
     assert_eq!(
         (area.min_value.as_deref(), area.distinct_count),
         (Some("310117"), 1)
+    );
+}
+
+/// Many small chunks over two files go through the conversion threads in parallel and are
+/// committed in source order: every row once, in file and line order, and the rejected rows in
+/// quarantine in order too.
+#[tokio::test]
+async fn chunks_converted_in_parallel_commit_in_source_order() {
+    let env = Env::new().await;
+    let mut files = Vec::new();
+    for f in 0..2 {
+        let mut text = String::from("n,v\n");
+        for i in 0..1000 {
+            let v = if i % 97 == 50 {
+                "bad".to_string()
+            } else {
+                i.to_string()
+            };
+            text.push_str(&format!("{},{v}\n", f * 1000 + i));
+        }
+        files.push(env.file(&format!("part{f}.csv"), text.as_bytes()));
+    }
+    let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let mut r = req("u", "ordered", &paths);
+    r.infer_rows = 10;
+    r.batch_rows = 7;
+    let r = env.collect(r).await.unwrap();
+    let bad = (0..1000).filter(|i| i % 97 == 50).count() as i64 * 2;
+    assert_eq!(
+        (
+            r.counts.rows_read,
+            r.counts.rows_loaded,
+            r.counts.rows_quarantined
+        ),
+        (2000, 2000 - bad, bad)
+    );
+    let expected: Vec<i64> = (0..2000).filter(|i| i % 1000 % 97 != 50).collect();
+    assert_eq!(
+        env.ints("SELECT n FROM raw.u.ordered ORDER BY _source_file, _source_row")
+            .await,
+        expected
+    );
+    // Lines follow the rows (the header is line 1).
+    assert_eq!(
+        env.ints("SELECT _source_row - 2 + CASE WHEN _source_file = 'part1.csv' THEN 1000 ELSE 0 END FROM raw.u.ordered ORDER BY n")
+            .await,
+        expected
+    );
+    let lines: Vec<(&str, i64)> = r
+        .rejected_sample
+        .iter()
+        .map(|x| (x.source_file.as_str(), x.line))
+        .collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted, "rejected rows come in source order");
+    assert_eq!(
+        lines[0],
+        ("part0.csv", 52),
+        "the first bad value, row 50 of part0.csv, is on line 52"
+    );
+    assert_eq!(
+        env.ints("SELECT count(*) FROM quarantine.u.ordered").await,
+        [bad]
     );
 }
