@@ -1,4 +1,5 @@
-//! Quality inspection: column profiles now; rules, validators and scores grow here.
+//! Quality inspection: column profiles and validators for Chinese identifiers; rules and
+//! scores grow here.
 //!
 //! ```text
 //! lake table ──► profile ──► catalog (column_profiles, per run)
@@ -10,6 +11,7 @@
 
 mod error;
 mod profile;
+pub mod validate;
 
 pub use error::{Error, Result};
 pub use profile::{TOP_VALUES, profile_table};

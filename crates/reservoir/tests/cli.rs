@@ -477,6 +477,36 @@ fn synth_writes_a_district_that_collects() {
             .unwrap();
     let defects = truth["files"][0]["defects"].as_array().unwrap();
     assert!(defects.len() > 50, "{}", defects.len());
+    // The validators find exactly the injected ID and phone defects, and nothing else: the
+    // generator's clean IDs (310227 for people born before 1998) are valid.
+    let bytes = std::fs::read(out.join("people.csv")).unwrap();
+    let (text, _, _) = encoding_rs::GBK.decode(&bytes);
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 4).unwrap();
+    let divisions = reservoir_quality::validate::Divisions::bundled();
+    let (mut bad_ids, mut flagged_ids, mut bad_phones) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, line) in text.lines().skip(1).enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        let row = i as u64 + 1;
+        match reservoir_quality::validate::resident_id(f[0], divisions, today) {
+            reservoir_quality::validate::Verdict::Invalid(_) => bad_ids.push(row),
+            reservoir_quality::validate::Verdict::Flagged(_) => flagged_ids.push(row),
+            reservoir_quality::validate::Verdict::Valid => {}
+        }
+        if !reservoir_quality::validate::mobile_phone(f[6]).is_valid() {
+            bad_phones.push(row);
+        }
+    }
+    let injected = |kind: &str| -> Vec<u64> {
+        defects
+            .iter()
+            .filter(|d| d["kind"] == kind)
+            .map(|d| d["row"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(bad_ids, injected("bad_check_character"));
+    assert_eq!(flagged_ids, injected("lowercase_x"));
+    assert_eq!(bad_phones, injected("malformed_phone"));
+    assert!(!bad_ids.is_empty() && !flagged_ids.is_empty() && !bad_phones.is_empty());
     // The same seed, the same district.
     let again = dir.path().join("again");
     ok(&reservoir(
