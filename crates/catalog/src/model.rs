@@ -549,3 +549,26 @@ pub struct Alert {
     pub raised_at: String,
     pub resolved_at: Option<String>,
 }
+
+/// One quality check run of a dataset (`reservoir check`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CheckRunRecord {
+    #[serde(default)]
+    pub id: i64,
+    /// The run's id, also in the `check_run` column of the quality table's rows.
+    pub check_run: String,
+    pub dataset_id: i64,
+    pub table_version: i64,
+    pub rows_checked: i64,
+    /// Failing rows over all rules (a row failing two rules counts twice).
+    pub rows_failed: i64,
+    /// Score per dimension, 0–100.
+    #[schema(value_type = Object)]
+    pub scores: serde_json::Value,
+    /// Each rule's counts and example failures.
+    #[schema(value_type = Object)]
+    pub results: serde_json::Value,
+    pub failures_version: Option<i64>,
+    pub started_at: String,
+    pub finished_at: String,
+}

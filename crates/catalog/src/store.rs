@@ -650,6 +650,62 @@ impl Catalog {
         Ok(())
     }
 
+    // ----------------------------------------------------------------- quality checks
+
+    /// Records a finished check run; returns its id.
+    pub async fn record_check_run(&self, run: &CheckRunRecord) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO check_runs (check_run, dataset_id, table_version, rows_checked,
+                 rows_failed, scores, results, failures_version, started_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(&run.check_run)
+        .bind(run.dataset_id)
+        .bind(run.table_version)
+        .bind(run.rows_checked)
+        .bind(run.rows_failed)
+        .bind(serde_json::to_string(&run.scores)?)
+        .bind(serde_json::to_string(&run.results)?)
+        .bind(run.failures_version)
+        .bind(&run.started_at)
+        .bind(&run.finished_at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// A dataset's check runs, newest first.
+    pub async fn check_runs(&self, dataset_id: i64, limit: i64) -> Result<Vec<CheckRunRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, check_run, dataset_id, table_version, rows_checked, rows_failed, scores,
+                    results, failures_version, started_at, finished_at
+             FROM check_runs WHERE dataset_id = $1 ORDER BY finished_at DESC, id DESC LIMIT $2",
+        )
+        .bind(dataset_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let scores: String = r.try_get(6)?;
+                let results: String = r.try_get(7)?;
+                Ok(CheckRunRecord {
+                    id: r.try_get(0)?,
+                    check_run: r.try_get(1)?,
+                    dataset_id: r.try_get(2)?,
+                    table_version: r.try_get(3)?,
+                    rows_checked: r.try_get(4)?,
+                    rows_failed: r.try_get(5)?,
+                    scores: serde_json::from_str(&scores)?,
+                    results: serde_json::from_str(&results)?,
+                    failures_version: r.try_get(8)?,
+                    started_at: r.try_get(9)?,
+                    finished_at: r.try_get(10)?,
+                })
+            })
+            .collect()
+    }
+
     /// A dataset's drift events, newest first.
     pub async fn drift_events(&self, dataset_id: i64) -> Result<Vec<DriftEvent>> {
         let rows = sqlx::query(

@@ -66,10 +66,12 @@ pub enum Layer {
     Open,
     /// Rows that could not be loaded.
     Quarantine,
+    /// 质量检测结果: every row a quality check failed, per check run.
+    Quality,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 7] = [
+    pub const ALL: [Layer; 8] = [
         Self::Raw,
         Self::Std,
         Self::Base,
@@ -77,6 +79,7 @@ impl Layer {
         Self::Topic,
         Self::Open,
         Self::Quarantine,
+        Self::Quality,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +91,7 @@ impl Layer {
             Self::Topic => "topic",
             Self::Open => "open",
             Self::Quarantine => "quarantine",
+            Self::Quality => "quality",
         }
     }
 }

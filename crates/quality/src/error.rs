@@ -4,11 +4,30 @@ pub enum Error {
     #[error(transparent)]
     Lake(#[from] reservoir_lake::Error),
 
-    #[error("query engine error while profiling: {0}")]
+    #[error("query engine error: {0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
 
-    #[error("Arrow error while profiling: {0}")]
+    #[error("Arrow error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+
+    /// A rules file that cannot be read or does not make sense.
+    #[error("rules {}: {message}", path.display())]
+    Rules {
+        path: std::path::PathBuf,
+        message: String,
+    },
+
+    /// A rule names a column the table does not have.
+    #[error("rule {rule:?} reads column {column:?}, which {table} does not have (columns: {})", available.join(", "))]
+    UnknownColumn {
+        rule: String,
+        column: String,
+        table: String,
+        available: Vec<String>,
+    },
+
+    #[error(transparent)]
+    Catalog(#[from] reservoir_catalog::Error),
 }
 
 /// Result alias for quality inspection.

@@ -9,8 +9,10 @@
 //! count, nulls, an approximate (HyperLogLog) distinct count, min/max and the most frequent values
 //! of every data column.
 
+pub mod check;
 mod error;
 mod profile;
+pub mod rules;
 pub mod validate;
 
 pub use error::{Error, Result};

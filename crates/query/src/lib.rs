@@ -67,12 +67,14 @@ impl QueryEngine {
                 .or_default()
                 .insert(d.name.clone());
             if layer == Layer::Raw {
-                layout
-                    .entry(Layer::Quarantine)
-                    .or_default()
-                    .entry(d.unit_id.clone())
-                    .or_default()
-                    .insert(d.name);
+                for derived in [Layer::Quarantine, Layer::Quality] {
+                    layout
+                        .entry(derived)
+                        .or_default()
+                        .entry(d.unit_id.clone())
+                        .or_default()
+                        .insert(d.name.clone());
+                }
             }
         }
         for (layer, units) in layout {

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod catalog;
+pub mod check;
 pub mod collect;
 pub mod demo;
 pub mod init;

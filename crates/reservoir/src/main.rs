@@ -44,6 +44,8 @@ enum Command {
     Catalog(cmd::catalog::Command),
     /// Generate a synthetic district (residents, firms) with its ground truth of defects.
     Synth(cmd::synth::Args),
+    /// Run datasets' quality rules (rules/<unit>/<dataset>.yaml) and record the results.
+    Check(cmd::check::Args),
     /// Signed delivery receipts: show a run's, verify one.
     #[command(subcommand)]
     Receipt(cmd::receipt::Command),
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => cmd::serve::run(home, args).await,
             Command::Catalog(c) => cmd::catalog::run(home, c).await,
             Command::Receipt(c) => cmd::receipt::run(home, c).await,
+            Command::Check(args) => cmd::check::run(home, args).await,
             Command::Synth(args) => cmd::synth::run(home, args).await,
         }
     });

@@ -552,3 +552,177 @@ fn synth_writes_a_district_that_collects() {
         .unwrap();
     assert_eq!(id["type"], "utf8");
 }
+
+/// A quality run over a synthetic district finds exactly the injected defects (precision and
+/// recall 1.0 against `ground_truth.json`), keeps every failing row in the quality layer and
+/// records scores; lowercase `x` is noted, not failed.
+#[test]
+fn check_finds_exactly_the_injected_defects() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let out = dir.path().join("district");
+    ok(&reservoir(&home, &["init"]));
+    ok(&reservoir(
+        &home,
+        &[
+            "synth",
+            out.to_str().unwrap(),
+            "--rows",
+            "4000",
+            "--defect-rate",
+            "0.08",
+        ],
+    ));
+    for (dataset, file, columns) in [
+        (
+            "people",
+            "people.csv",
+            vec!["birth_date=utf8", "phone=utf8"],
+        ),
+        ("firms", "firms.csv", vec![]),
+    ] {
+        let mut args = vec!["collect", "--unit", "gongan", "--dataset", dataset];
+        for c in &columns {
+            args.extend(["--column", c]);
+        }
+        let path = out.join(file);
+        args.push(path.to_str().unwrap());
+        ok(&reservoir(&home, &args));
+    }
+    let rules = home.join("rules/gongan");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("people.yaml"),
+        "rules:
+  - {check: resident_id, column: resident_id, blocking: true}
+  - {check: unique, columns: [resident_id]}
+  - {check: not_null, column: name}
+  - {check: date, column: birth_date, format: '%Y-%m-%d'}
+  - {check: mobile_phone, column: phone}
+  - {check: allowed, column: gender, values: ['1', '2']}
+",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("firms.yaml"),
+        "rules:\n  - {name: 信用代码, check: credit_code, column: credit_code}\n",
+    )
+    .unwrap();
+
+    let json = ok(&reservoir(&home, &["check", "--json"]));
+    let outcomes: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("ground_truth.json")).unwrap())
+            .unwrap();
+    // Rows the quality table holds for a rule, as 1-based data rows (line 1 is the header).
+    let failing = |table: &str, rule: &str| -> Vec<u64> {
+        let csv = ok(&reservoir(
+            &home,
+            &[
+                "sql",
+                "-f",
+                "csv",
+                &format!(
+                    "SELECT _source_row - 1 FROM quality.gongan.{table} WHERE rule = '{rule}' ORDER BY 1"
+                ),
+            ],
+        ));
+        csv.lines().skip(1).map(|l| l.parse().unwrap()).collect()
+    };
+    let injected = |file: usize, kinds: &[&str]| -> Vec<u64> {
+        let mut rows: Vec<u64> = truth["files"][file]["defects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| kinds.contains(&d["kind"].as_str().unwrap()))
+            .map(|d| d["row"].as_u64().unwrap())
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(
+        failing("people", "resident_id:resident_id"),
+        injected(0, &["bad_check_character"])
+    );
+    assert_eq!(
+        failing("people", "unique:resident_id"),
+        injected(0, &["duplicate"])
+    );
+    assert_eq!(
+        failing("people", "not_null:name"),
+        injected(0, &["missing"])
+    );
+    assert_eq!(
+        failing("people", "date:birth_date"),
+        injected(0, &["impossible_date"])
+    );
+    assert_eq!(
+        failing("people", "mobile_phone:phone"),
+        injected(0, &["malformed_phone"])
+    );
+    assert_eq!(failing("people", "allowed:gender"), Vec::<u64>::new());
+    assert_eq!(
+        failing("firms", "信用代码"),
+        injected(1, &["bad_check_character", "forbidden_letter"])
+    );
+
+    let people = &outcomes[1];
+    assert_eq!(people["table"], "raw.gongan.people");
+    assert_eq!(people["rows"], 4000);
+    let result = |name: &str| {
+        people["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"] == name)
+            .unwrap()
+            .clone()
+    };
+    let ids = result("resident_id:resident_id");
+    assert_eq!(
+        ids["noted"].as_u64().unwrap() as usize,
+        injected(0, &["lowercase_x"]).len()
+    );
+    assert!(
+        ids["examples"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("check character is")
+    );
+    let dup = result("unique:resident_id");
+    assert!(
+        dup["examples"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("appears 2 times; first at people.csv line")
+    );
+    // Completeness = 1 − missing names / rows.
+    let missing = injected(0, &["missing"]).len() as f64;
+    let completeness = people["scores"]["completeness"].as_f64().unwrap();
+    assert!((completeness - 100.0 * (1.0 - missing / 4000.0)).abs() < 1e-9);
+    assert!(people["scores"]["uniqueness"].as_f64().unwrap() < 100.0);
+
+    // Bad rules name the file and the rule.
+    std::fs::write(
+        rules.join("firms.yaml"),
+        "rules:\n  - {check: range, column: credit_code}\n",
+    )
+    .unwrap();
+    let err = fails(&reservoir(&home, &["check", "gongan.firms"]));
+    assert!(
+        err.contains("firms.yaml: rule 1 (range): needs `min`, `max` or both"),
+        "{err}"
+    );
+    std::fs::write(
+        rules.join("firms.yaml"),
+        "rules:\n  - {check: not_null, column: nope}\n",
+    )
+    .unwrap();
+    let err = fails(&reservoir(&home, &["check", "gongan.firms"]));
+    assert!(
+        err.contains(
+            "rule \"not_null:nope\" reads column \"nope\", which raw.gongan.firms does not have"
+        ),
+        "{err}"
+    );
+}

@@ -1,0 +1,670 @@
+//! Running a dataset's rules over its table: every failing row is kept, with its key, the
+//! rule and the reason, in `quality.<unit>.<dataset>` — no cap — and the counts per rule and
+//! the scores per dimension come back for the catalog.
+//!
+//! ```text
+//!  raw table ──► stream rows ──► row rules (validators, regex, range …) ──┐
+//!      └──────► unique: GROUP BY … HAVING count(*) > 1, later rows fail ──┼─► quality table
+//!                                                                         └─► counts, scores
+//! ```
+//!
+//! One pass over the table for all row rules, one query per `unique` rule; memory holds a
+//! batch of rows and a batch of failures at a time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, NaiveDate, Utc};
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use reservoir_lake::{BatchSink, Lake, Layer, TableRef, WriteMode, meta};
+use serde::Serialize;
+
+use crate::rules::{Check, Context, Dimension, Finding, Rule, RuleSet};
+use crate::validate::Divisions;
+use crate::{Error, Result};
+
+/// Failing rows shown per rule in the summary; all of them are in the quality table.
+pub const EXAMPLES: usize = 5;
+const FLUSH: usize = 8192;
+
+/// One failing row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedRow {
+    /// The row's key columns (or file and line) as `column=value` pairs.
+    pub key: String,
+    pub column: String,
+    pub value: Option<String>,
+    pub reason: String,
+}
+
+/// What one rule found.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleResult {
+    pub rule: String,
+    pub check: String,
+    pub dimension: Dimension,
+    pub blocking: bool,
+    pub columns: Vec<String>,
+    /// Rows the rule looked at (all rows of the table).
+    pub checked: u64,
+    pub failed: u64,
+    /// Valid values with observations (lowercase x, full-width digits …).
+    pub noted: u64,
+    pub examples: Vec<FailedRow>,
+}
+
+/// The outcome of checking one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckOutcome {
+    /// The run's id, in the `check_run` column of its rows in the quality table.
+    pub check_run: String,
+    pub table: String,
+    pub table_version: i64,
+    pub rows: u64,
+    pub results: Vec<RuleResult>,
+    /// Per dimension with rules: the share of checks passed, 0–100.
+    pub scores: BTreeMap<Dimension, f64>,
+    /// The quality table and its version, when there were failing rows.
+    pub failures_table: Option<String>,
+    pub failures_version: Option<i64>,
+}
+
+impl CheckOutcome {
+    /// The score of a dimension: 100 × (1 − failed / checked) over its rules.
+    fn score(results: &[RuleResult], dimension: Dimension) -> Option<f64> {
+        let (checked, failed) = results
+            .iter()
+            .filter(|r| r.dimension == dimension)
+            .fold((0u64, 0u64), |(c, f), r| (c + r.checked, f + r.failed));
+        (checked > 0).then(|| 100.0 * (1.0 - failed as f64 / checked as f64))
+    }
+}
+
+/// The quality table's schema.
+pub fn failures_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("check_run", DataType::Utf8, false),
+        Field::new(
+            "checked_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("rule", DataType::Utf8, false),
+        Field::new("dimension", DataType::Utf8, false),
+        Field::new("blocking", DataType::Boolean, false),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("column", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new(meta::SOURCE_FILE, DataType::Utf8, true),
+        Field::new(meta::SOURCE_ROW, DataType::Int64, true),
+    ]))
+}
+
+/// A failing row waiting to be written: the rule's index, the row, and where it came from.
+struct Pending {
+    rule: usize,
+    row: FailedRow,
+    file: Option<String>,
+    line: Option<i64>,
+}
+
+/// Failing rows waiting to be written.
+struct Failures {
+    check_run: String,
+    at: DateTime<Utc>,
+    rows: Vec<Pending>,
+    sink: Option<BatchSink>,
+    lake: Lake,
+    table: TableRef,
+}
+
+impl Failures {
+    async fn push(
+        &mut self,
+        rules: &[Rule],
+        rule: usize,
+        row: FailedRow,
+        file: Option<String>,
+        line: Option<i64>,
+    ) -> Result<()> {
+        self.rows.push(Pending {
+            rule,
+            row,
+            file,
+            line,
+        });
+        if self.rows.len() >= FLUSH {
+            self.flush(rules).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, rules: &[Rule]) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        if self.sink.is_none() {
+            self.sink = Some(
+                self.lake
+                    .write(self.table.clone(), failures_schema())
+                    .with_mode(WriteMode::Append)
+                    .with_commit_metadata("reservoir.check_run", self.check_run.clone().into())
+                    .start()
+                    .await?,
+            );
+        }
+        let rows = std::mem::take(&mut self.rows);
+        let n = rows.len();
+        let text = |f: &dyn Fn(&Pending) -> Option<String>| {
+            Arc::new(rows.iter().map(f).collect::<StringArray>()) as ArrayRef
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                &self.check_run,
+                n,
+            ))),
+            Arc::new(
+                arrow::array::TimestampMicrosecondArray::from(vec![self.at.timestamp_micros(); n])
+                    .with_timezone("UTC"),
+            ),
+            text(&|p| Some(rules[p.rule].name.clone())),
+            text(&|p| Some(rules[p.rule].dimension.to_string())),
+            Arc::new(
+                rows.iter()
+                    .map(|p| Some(rules[p.rule].blocking))
+                    .collect::<arrow::array::BooleanArray>(),
+            ),
+            text(&|p| Some(p.row.key.clone())),
+            text(&|p| Some(p.row.column.clone())),
+            text(&|p| p.row.value.clone()),
+            text(&|p| Some(p.row.reason.clone())),
+            text(&|p| p.file.clone()),
+            Arc::new(rows.iter().map(|p| p.line).collect::<Int64Array>()),
+        ];
+        let batch = RecordBatch::try_new(failures_schema(), columns)?;
+        if let Some(sink) = self.sink.as_mut() {
+            sink.send(batch).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks `table` (a raw table) against `rules`; failing rows go to `quality.<unit>.<name>`
+/// tagged with `check_run`.
+pub async fn check_table(
+    lake: &Lake,
+    table: &TableRef,
+    rules: &RuleSet,
+    check_run: &str,
+    today: NaiveDate,
+) -> Result<CheckOutcome> {
+    let delta = lake.open_existing(table).await?;
+    let version = delta.version().unwrap_or(0) as i64;
+    let schema = reservoir_lake::arrow_schema_of(&delta)?;
+    let available: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| !meta::ALL.contains(&n.as_str()))
+        .collect();
+    for rule in &rules.rules {
+        for c in &rule.columns {
+            if schema.field_with_name(c).is_err() {
+                return Err(Error::UnknownColumn {
+                    rule: rule.name.clone(),
+                    column: c.clone(),
+                    table: table.to_string(),
+                    available,
+                });
+            }
+        }
+    }
+    for c in &rules.key {
+        if schema.field_with_name(c).is_err() {
+            return Err(Error::UnknownColumn {
+                rule: "key".into(),
+                column: c.clone(),
+                table: table.to_string(),
+                available,
+            });
+        }
+    }
+    let has_lines = schema.field_with_name(meta::SOURCE_FILE).is_ok()
+        && schema.field_with_name(meta::SOURCE_ROW).is_ok();
+
+    let ctx = SessionContext::new();
+    ctx.register_table("t", reservoir_lake::table_provider(&delta).await?)?;
+    let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+    let mut select: Vec<String> = rules.columns().iter().map(|c| quote(c)).collect();
+    if has_lines {
+        select.push(quote(meta::SOURCE_FILE));
+        select.push(quote(meta::SOURCE_ROW));
+    }
+    let select = if select.is_empty() {
+        "1".to_string()
+    } else {
+        select.join(", ")
+    };
+
+    let mut results: Vec<RuleResult> = rules
+        .rules
+        .iter()
+        .map(|r| RuleResult {
+            rule: r.name.clone(),
+            check: r.check.as_str().into(),
+            dimension: r.dimension,
+            blocking: r.blocking,
+            columns: r.columns.clone(),
+            checked: 0,
+            failed: 0,
+            noted: 0,
+            examples: Vec::new(),
+        })
+        .collect();
+    let mut failures = Failures {
+        check_run: check_run.to_string(),
+        at: Utc::now(),
+        rows: Vec::new(),
+        sink: None,
+        lake: lake.clone(),
+        table: table.in_layer(Layer::Quality),
+    };
+    let outcome = async {
+        let rows = row_rules(
+            &ctx,
+            &select,
+            rules,
+            has_lines,
+            today,
+            &mut results,
+            &mut failures,
+        )
+        .await?;
+        for (i, rule) in rules.rules.iter().enumerate() {
+            if matches!(rule.check, Check::Unique) {
+                unique_rule(&ctx, rules, i, has_lines, &mut results[i], &mut failures).await?;
+                results[i].checked = rows;
+            }
+        }
+        failures.flush(&rules.rules).await?;
+        Ok::<u64, Error>(rows)
+    }
+    .await;
+    let rows = match outcome {
+        Ok(rows) => rows,
+        Err(e) => {
+            if let Some(sink) = failures.sink.take() {
+                sink.abort(e.to_string()).await;
+            }
+            return Err(e);
+        }
+    };
+    let failures_version = match failures.sink.take() {
+        Some(sink) => Some(sink.finish().await?.version),
+        None => None,
+    };
+    let scores = Dimension::ALL
+        .into_iter()
+        .filter_map(|d| CheckOutcome::score(&results, d).map(|s| (d, s)))
+        .collect();
+    Ok(CheckOutcome {
+        check_run: check_run.to_string(),
+        table: table.to_string(),
+        table_version: version,
+        rows,
+        results,
+        scores,
+        failures_table: failures_version.map(|_| table.in_layer(Layer::Quality).to_string()),
+        failures_version,
+    })
+}
+
+/// The `column=value` text that identifies a row.
+fn key_text(
+    batch: &RecordBatch,
+    texts: &[Option<StringArray>],
+    key: &[usize],
+    row: usize,
+) -> String {
+    key.iter()
+        .map(|&i| {
+            let name = batch.schema().field(i).name().clone();
+            let v = texts[i]
+                .as_ref()
+                .filter(|a| !a.is_null(row))
+                .map_or("NULL".to_string(), |a| a.value(row).to_string());
+            format!("{name}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn as_text(array: &ArrayRef) -> Result<StringArray> {
+    let cast = cast_with_options(array, &DataType::Utf8, &CastOptions::default())?;
+    Ok(cast
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .unwrap_or_else(|| StringArray::new_null(array.len())))
+}
+
+fn as_number(array: &ArrayRef) -> Result<Float64Array> {
+    let options = CastOptions {
+        safe: true,
+        ..CastOptions::default()
+    };
+    let source = if array.data_type() == &DataType::Utf8 {
+        // Text numbers may carry spaces; anything else is NULL and fails as "not a number".
+        let trimmed: StringArray = array
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .map(|a| a.iter().map(|v| v.map(str::trim)).collect())
+            .unwrap_or_else(|| StringArray::new_null(array.len()));
+        Arc::new(trimmed) as ArrayRef
+    } else {
+        array.clone()
+    };
+    let cast = cast_with_options(&source, &DataType::Float64, &options)?;
+    Ok(cast
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .cloned()
+        .unwrap_or_else(|| Float64Array::new_null(array.len())))
+}
+
+/// One pass over the table for every single-column rule; returns the rows read.
+async fn row_rules(
+    ctx: &SessionContext,
+    select: &str,
+    rules: &RuleSet,
+    has_lines: bool,
+    today: NaiveDate,
+    results: &mut [RuleResult],
+    failures: &mut Failures,
+) -> Result<u64> {
+    let check_ctx = Context {
+        divisions: Divisions::bundled(),
+        today,
+    };
+    let mut stream = ctx
+        .sql(&format!("SELECT {select} FROM t"))
+        .await?
+        .execute_stream()
+        .await?;
+    let mut rows = 0u64;
+    while let Some(batch) = stream.try_next().await? {
+        let n = batch.num_rows();
+        rows += n as u64;
+        let schema = batch.schema();
+        let index = |name: &str| schema.index_of(name).ok();
+        let texts: Vec<Option<StringArray>> = batch
+            .columns()
+            .iter()
+            .map(|c| as_text(c).map(Some))
+            .collect::<Result<_>>()?;
+        let key: Vec<usize> = if rules.key.is_empty() {
+            [meta::SOURCE_FILE, meta::SOURCE_ROW]
+                .iter()
+                .filter_map(|c| index(c))
+                .collect()
+        } else {
+            rules.key.iter().filter_map(|c| index(c)).collect()
+        };
+        let lines = has_lines.then(|| {
+            (
+                index(meta::SOURCE_FILE).and_then(|i| texts[i].clone()),
+                index(meta::SOURCE_ROW).and_then(|i| {
+                    batch
+                        .column(i)
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .cloned()
+                }),
+            )
+        });
+        for (ri, rule) in rules.rules.iter().enumerate() {
+            if matches!(rule.check, Check::Unique) {
+                continue;
+            }
+            let col = rule.columns[0].as_str();
+            let Some(ci) = index(col) else { continue };
+            let values = texts[ci].as_ref();
+            let numbers = match rule.check {
+                Check::Range { .. } => Some(as_number(batch.column(ci))?),
+                _ => None,
+            };
+            results[ri].checked += n as u64;
+            for r in 0..n {
+                let value = values.filter(|a| !a.is_null(r)).map(|a| a.value(r));
+                let number = numbers
+                    .as_ref()
+                    .filter(|a| !a.is_null(r))
+                    .map(|a| a.value(r));
+                match rule.check_value(value, number, &check_ctx) {
+                    None => {}
+                    Some(Finding::Note(_)) => results[ri].noted += 1,
+                    Some(Finding::Fail(reason)) => {
+                        let failed = FailedRow {
+                            key: key_text(&batch, &texts, &key, r),
+                            column: col.to_string(),
+                            value: value.map(str::to_string),
+                            reason,
+                        };
+                        let result = &mut results[ri];
+                        result.failed += 1;
+                        if result.examples.len() < EXAMPLES {
+                            result.examples.push(failed.clone());
+                        }
+                        let (file, line) = match &lines {
+                            Some((f, l)) => (
+                                f.as_ref()
+                                    .filter(|a| !a.is_null(r))
+                                    .map(|a| a.value(r).to_string()),
+                                l.as_ref().filter(|a| !a.is_null(r)).map(|a| a.value(r)),
+                            ),
+                            None => (None, None),
+                        };
+                        failures.push(&rules.rules, ri, failed, file, line).await?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// A `unique` rule: in each group of rows sharing the columns' values, the first row (in load
+/// order) is the original and every later one fails, naming the first.
+async fn unique_rule(
+    ctx: &SessionContext,
+    rules: &RuleSet,
+    ri: usize,
+    has_lines: bool,
+    result: &mut RuleResult,
+    failures: &mut Failures,
+) -> Result<()> {
+    let rule = &rules.rules[ri];
+    let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+    let cols: Vec<String> = rule.columns.iter().map(|c| quote(c)).collect();
+    let cols_list = cols.join(", ");
+    let not_null = cols
+        .iter()
+        .map(|c| format!("{c} IS NOT NULL"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let order = if has_lines {
+        format!(
+            "{}, {}, {}",
+            quote(meta::INGESTED_AT),
+            quote(meta::SOURCE_FILE),
+            quote(meta::SOURCE_ROW)
+        )
+    } else {
+        cols_list.clone()
+    };
+    let key_cols: Vec<String> = if rules.key.is_empty() {
+        if has_lines {
+            vec![meta::SOURCE_FILE.into(), meta::SOURCE_ROW.into()]
+        } else {
+            rule.columns.clone()
+        }
+    } else {
+        rules.key.clone()
+    };
+    let mut select: Vec<String> = key_cols.iter().map(|c| quote(c)).collect();
+    for c in &cols {
+        if !select.contains(c) {
+            select.push(c.clone());
+        }
+    }
+    if has_lines {
+        for c in [meta::SOURCE_FILE, meta::SOURCE_ROW] {
+            let q = quote(c);
+            if !select.contains(&q) {
+                select.push(q);
+            }
+        }
+    }
+    // Only the rows of duplicated values are windowed: a join with the groups of more than one.
+    let qualified = |list: &[String]| {
+        list.iter()
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let window = format!(
+        "PARTITION BY {} ORDER BY {}",
+        qualified(&cols),
+        order
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let first = if has_lines {
+        format!(
+            ", first_value(t.{}) OVER ({window}) AS first_file, first_value(t.{}) OVER ({window}) AS first_row",
+            quote(meta::SOURCE_FILE),
+            quote(meta::SOURCE_ROW)
+        )
+    } else {
+        String::new()
+    };
+    let on = cols
+        .iter()
+        .map(|c| format!("t.{c} = d.{c}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let sql = format!(
+        "SELECT * FROM (
+           SELECT {select}, row_number() OVER ({window}) AS occurrence,
+                  count(*) OVER (PARTITION BY {partition}) AS copies{first}
+           FROM t JOIN (SELECT {cols_list} FROM t WHERE {not_null} GROUP BY {cols_list} HAVING count(*) > 1) d
+             ON {on}
+         ) WHERE occurrence > 1",
+        select = qualified(&select),
+        partition = qualified(&cols),
+    );
+    let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+    while let Some(batch) = stream.try_next().await? {
+        let schema = batch.schema();
+        let texts: Vec<Option<StringArray>> = batch
+            .columns()
+            .iter()
+            .map(|c| as_text(c).map(Some))
+            .collect::<Result<_>>()?;
+        let index = |name: &str| schema.index_of(name).ok();
+        let key: Vec<usize> = key_cols.iter().filter_map(|c| index(c)).collect();
+        let text_at = |name: &str, r: usize| -> Option<String> {
+            index(name)
+                .and_then(|i| texts[i].as_ref())
+                .filter(|a| !a.is_null(r))
+                .map(|a| a.value(r).to_string())
+        };
+        for r in 0..batch.num_rows() {
+            let value = rule
+                .columns
+                .iter()
+                .map(|c| text_at(c, r).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let copies = text_at("copies", r).unwrap_or_default();
+            let reason = match (text_at("first_file", r), text_at("first_row", r)) {
+                (Some(f), Some(l)) => {
+                    format!("{value:?} appears {copies} times; first at {f} line {l}")
+                }
+                _ => format!("{value:?} appears {copies} times"),
+            };
+            let failed = FailedRow {
+                key: key_text(&batch, &texts, &key, r),
+                column: rule.columns.join("+"),
+                value: Some(value),
+                reason,
+            };
+            result.failed += 1;
+            if result.examples.len() < EXAMPLES {
+                result.examples.push(failed.clone());
+            }
+            let line = text_at(meta::SOURCE_ROW, r).and_then(|l| l.parse().ok());
+            failures
+                .push(
+                    &rules.rules,
+                    ri,
+                    failed,
+                    text_at(meta::SOURCE_FILE, r),
+                    line,
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks a raw dataset against its rules and records the run in the catalog; returns the
+/// outcome and the check run's catalog id.
+pub async fn check_dataset(
+    lake: &Lake,
+    catalog: &reservoir_catalog::Catalog,
+    unit: &str,
+    dataset: &str,
+    rules: &RuleSet,
+) -> Result<(CheckOutcome, i64)> {
+    let table = TableRef::new(Layer::Raw, unit, dataset);
+    let Some(found) = catalog.dataset(Layer::Raw.as_str(), unit, dataset).await? else {
+        return Err(Error::Rules {
+            path: format!("rules/{unit}/{dataset}.yaml").into(),
+            message: format!("there is no dataset {table} in the catalog to check"),
+        });
+    };
+    let started = Utc::now();
+    let check_run = uuid::Uuid::now_v7().to_string();
+    // Birth dates are judged against the date in China (UTC+8, no daylight saving).
+    let today = (started + chrono::Duration::hours(8)).date_naive();
+    let outcome = check_table(lake, &table, rules, &check_run, today).await?;
+    let record = reservoir_catalog::CheckRunRecord {
+        id: 0,
+        check_run,
+        dataset_id: found.id,
+        table_version: outcome.table_version,
+        rows_checked: outcome.rows as i64,
+        rows_failed: outcome.results.iter().map(|r| r.failed as i64).sum(),
+        scores: serde_json::to_value(&outcome.scores).map_err(|e| Error::Rules {
+            path: format!("rules/{unit}/{dataset}.yaml").into(),
+            message: format!("cannot encode the scores: {e}"),
+        })?,
+        results: serde_json::to_value(&outcome.results).map_err(|e| Error::Rules {
+            path: format!("rules/{unit}/{dataset}.yaml").into(),
+            message: format!("cannot encode the results: {e}"),
+        })?,
+        failures_version: outcome.failures_version,
+        started_at: reservoir_catalog::format_ts(started),
+        finished_at: reservoir_catalog::format_ts(Utc::now()),
+    };
+    let id = catalog.record_check_run(&record).await?;
+    Ok((outcome, id))
+}
