@@ -43,6 +43,9 @@ struct Entry {
 /// What the scheduler needs from the home.
 pub struct Scheduler {
     pub sources_dir: PathBuf,
+    /// Quality rules run after each collection that loads rows (`<unit>/<dataset>.yaml`).
+    pub rules_dir: PathBuf,
+    pub lake: reservoir_lake::Lake,
     pub collector: Arc<Collector>,
     pub catalog: Catalog,
     pub tz: chrono_tz::Tz,
@@ -228,6 +231,34 @@ impl Scheduler {
         Ok(req)
     }
 
+    /// Runs the dataset's quality rules, if it has a rules file.
+    async fn check(&self, unit: &str, dataset: &str) {
+        let path = self.rules_dir.join(unit).join(format!("{dataset}.yaml"));
+        if !path.exists() {
+            return;
+        }
+        let result = match reservoir_quality::rules::RuleSet::load(&path) {
+            Ok(rules) => {
+                reservoir_quality::check::check_dataset(
+                    &self.lake,
+                    &self.catalog,
+                    unit,
+                    dataset,
+                    &rules,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((outcome, id)) => {
+                let failed: u64 = outcome.results.iter().map(|r| r.failed).sum();
+                tracing::info!(table = %outcome.table, check_run = id, failed, "quality check done");
+            }
+            Err(e) => tracing::error!(unit, dataset, error = %e, "quality check failed"),
+        }
+    }
+
     /// One scheduled run: attempts with doubling backoff, then an alert if all failed.
     pub async fn run_with_retries(&self, name: &str, path: &Path, def: &SourceDef) {
         let retries = def.retries.unwrap_or(2);
@@ -247,6 +278,9 @@ impl Scheduler {
                 Ok(outcome) if !outcome.partly_failed() => {
                     let runs = outcome.runs();
                     tracing::info!(source = %name, runs = runs.len(), "scheduled collection done");
+                    if runs.iter().any(|r| r.counts.rows_loaded > 0) {
+                        self.check(&def.unit, &def.dataset).await;
+                    }
                     if let Err(e) = self.catalog.resolve_alerts(name, &["failed", "late"]).await {
                         tracing::error!(source = %name, error = %e, "cannot resolve alerts");
                     }

@@ -702,6 +702,23 @@ fn check_finds_exactly_the_injected_defects() {
     assert!((completeness - 100.0 * (1.0 - missing / 4000.0)).abs() < 1e-9);
     assert!(people["scores"]["uniqueness"].as_f64().unwrap() < 100.0);
 
+    // A collection into a dataset with rules runs them.
+    let printed = ok(&reservoir(
+        &home,
+        &[
+            "collect",
+            "--unit",
+            "gongan",
+            "--dataset",
+            "firms",
+            "--mode",
+            "overwrite",
+            out.join("firms.csv").to_str().unwrap(),
+        ],
+    ));
+    assert!(printed.contains("raw.gongan.firms  version"), "{printed}");
+    assert!(printed.contains("信用代码"), "{printed}");
+
     // Bad rules name the file and the rule.
     std::fs::write(
         rules.join("firms.yaml"),

@@ -96,7 +96,31 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn summary(o: &CheckOutcome, id: i64) {
+/// After a collection into `raw.<unit>.<dataset>`: runs the dataset's rules if it has a rules
+/// file (`None` if it has none).
+pub(crate) async fn after_collection(
+    home: &Home,
+    unit: &str,
+    dataset: &str,
+) -> Option<Result<(CheckOutcome, i64)>> {
+    let path = home
+        .root
+        .join("rules")
+        .join(unit)
+        .join(format!("{dataset}.yaml"));
+    if !path.exists() {
+        return None;
+    }
+    Some(
+        async {
+            let rules = RuleSet::load(&path)?;
+            Ok(check_dataset(&home.lake, &home.catalog, unit, dataset, &rules).await?)
+        }
+        .await,
+    )
+}
+
+pub(crate) fn summary(o: &CheckOutcome, id: i64) {
     let failed: u64 = o.results.iter().map(|r| r.failed).sum();
     let mark = if failed == 0 { "✔" } else { "⚠" };
     println!(

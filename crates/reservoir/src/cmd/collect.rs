@@ -190,7 +190,10 @@ async fn collect_all(
                     }
                 }
                 failed |= outcome.partly_failed();
-                reports.extend(outcome.runs().into_iter().cloned());
+                for mut report in outcome.runs().into_iter().cloned() {
+                    check_after(home, args, &mut report).await;
+                    reports.push(report);
+                }
             }
             Err(e) => {
                 failed = true;
@@ -199,6 +202,40 @@ async fn collect_all(
         }
     }
     Ok((reports, failed))
+}
+
+/// Runs the quality rules of a dataset that just received rows, if it has any; the outcome is
+/// printed (or noted in the JSON report). A failing check does not fail the collection.
+async fn check_after(home: &Home, args: &Args, report: &mut reservoir_ingest::RunReport) {
+    if report.counts.rows_loaded == 0 {
+        return;
+    }
+    let mut parts = report.table.splitn(3, '.');
+    let (Some(_), Some(unit), Some(dataset)) = (parts.next(), parts.next(), parts.next()) else {
+        return;
+    };
+    match super::check::after_collection(home, unit, dataset).await {
+        None => {}
+        Some(Ok((outcome, id))) => {
+            let failed: u64 = outcome.results.iter().map(|r| r.failed).sum();
+            report.notes.push(format!(
+                "quality check run {id}: {failed} failing values over {} rules",
+                outcome.results.len()
+            ));
+            if !args.json {
+                super::check::summary(&outcome, id);
+            }
+        }
+        Some(Err(e)) => {
+            eprintln!(
+                "warning: the quality rules of {} could not run: {e:#}",
+                report.table
+            );
+            report
+                .notes
+                .push(format!("the quality rules could not run: {e:#}"));
+        }
+    }
 }
 
 fn build_requests(home: &Home, args: &Args) -> Result<Vec<SourceRequest>> {

@@ -47,6 +47,8 @@ pub async fn serve(home: &Home, bind: Option<std::net::SocketAddr>) -> Result<()
             .map_err(|e| anyhow::anyhow!("scheduler.timezone: {e}"))?;
         let s = crate::scheduler::Scheduler {
             sources_dir: home.sources_dir(),
+            rules_dir: home.root.join("rules"),
+            lake: home.lake.clone(),
             collector: std::sync::Arc::new(home.collector()?),
             catalog: home.catalog.clone(),
             tz,
