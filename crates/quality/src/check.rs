@@ -94,23 +94,34 @@ pub fn failures_schema() -> SchemaRef {
             false,
         ),
         Field::new("rule", DataType::Utf8, false),
+        // `fail`, or `note` for a valid value with observations (lowercase x …).
+        Field::new("severity", DataType::Utf8, false),
         Field::new("dimension", DataType::Utf8, false),
         Field::new("blocking", DataType::Boolean, false),
         Field::new("key", DataType::Utf8, false),
         Field::new("column", DataType::Utf8, false),
         Field::new("value", DataType::Utf8, true),
         Field::new("reason", DataType::Utf8, false),
+        Field::new(meta::BATCH, DataType::Utf8, true),
         Field::new(meta::SOURCE_FILE, DataType::Utf8, true),
         Field::new(meta::SOURCE_ROW, DataType::Int64, true),
     ]))
 }
 
-/// A failing row waiting to be written: the rule's index, the row, and where it came from.
-struct Pending {
-    rule: usize,
-    row: FailedRow,
+/// Where a row came from: its load batch, file and line.
+#[derive(Debug, Clone, Default)]
+struct Origin {
+    batch: Option<String>,
     file: Option<String>,
     line: Option<i64>,
+}
+
+/// A failing (or noted) row waiting to be written: the rule's index, the row, its origin.
+struct Pending {
+    rule: usize,
+    note: bool,
+    row: FailedRow,
+    origin: Origin,
 }
 
 /// Failing rows waiting to be written.
@@ -128,15 +139,15 @@ impl Failures {
         &mut self,
         rules: &[Rule],
         rule: usize,
+        note: bool,
         row: FailedRow,
-        file: Option<String>,
-        line: Option<i64>,
+        origin: Origin,
     ) -> Result<()> {
         self.rows.push(Pending {
             rule,
+            note,
             row,
-            file,
-            line,
+            origin,
         });
         if self.rows.len() >= FLUSH {
             self.flush(rules).await?;
@@ -173,6 +184,7 @@ impl Failures {
                     .with_timezone("UTC"),
             ),
             text(&|p| Some(rules[p.rule].name.clone())),
+            text(&|p| Some(if p.note { "note" } else { "fail" }.to_string())),
             text(&|p| Some(rules[p.rule].dimension.to_string())),
             Arc::new(
                 rows.iter()
@@ -183,8 +195,9 @@ impl Failures {
             text(&|p| Some(p.row.column.clone())),
             text(&|p| p.row.value.clone()),
             text(&|p| Some(p.row.reason.clone())),
-            text(&|p| p.file.clone()),
-            Arc::new(rows.iter().map(|p| p.line).collect::<Int64Array>()),
+            text(&|p| p.origin.batch.clone()),
+            text(&|p| p.origin.file.clone()),
+            Arc::new(rows.iter().map(|p| p.origin.line).collect::<Int64Array>()),
         ];
         let batch = RecordBatch::try_new(failures_schema(), columns)?;
         if let Some(sink) = self.sink.as_mut() {
@@ -234,16 +247,33 @@ pub async fn check_table(
             });
         }
     }
+    for rule in &rules.rules {
+        for c in &rule.columns {
+            if let Ok(f) = schema.field_with_name(c) {
+                check_type(rule, c, f.data_type())?;
+            }
+        }
+    }
     let has_lines = schema.field_with_name(meta::SOURCE_FILE).is_ok()
         && schema.field_with_name(meta::SOURCE_ROW).is_ok();
+    let has_batch = schema.field_with_name(meta::BATCH).is_ok();
 
     let ctx = SessionContext::new();
     ctx.register_table("t", reservoir_lake::table_provider(&delta).await?)?;
     let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
     let mut select: Vec<String> = rules.columns().iter().map(|c| quote(c)).collect();
+    let mut lake_columns = Vec::new();
+    if has_batch {
+        lake_columns.push(meta::BATCH);
+    }
     if has_lines {
-        select.push(quote(meta::SOURCE_FILE));
-        select.push(quote(meta::SOURCE_ROW));
+        lake_columns.extend([meta::SOURCE_FILE, meta::SOURCE_ROW]);
+    }
+    for c in lake_columns {
+        let q = quote(c);
+        if !select.contains(&q) {
+            select.push(q);
+        }
     }
     let select = if select.is_empty() {
         "1".to_string()
@@ -275,16 +305,7 @@ pub async fn check_table(
         table: table.in_layer(Layer::Quality),
     };
     let outcome = async {
-        let rows = row_rules(
-            &ctx,
-            &select,
-            rules,
-            has_lines,
-            today,
-            &mut results,
-            &mut failures,
-        )
-        .await?;
+        let rows = row_rules(&ctx, &select, rules, today, &mut results, &mut failures).await?;
         for (i, rule) in rules.rules.iter().enumerate() {
             if matches!(rule.check, Check::Unique) {
                 unique_rule(&ctx, rules, i, has_lines, &mut results[i], &mut failures).await?;
@@ -344,6 +365,59 @@ fn key_text(
         .join(", ")
 }
 
+/// The load batch, file and line of row `r`, from the lake's columns when selected.
+fn origin(batch: &RecordBatch, texts: &[Option<StringArray>], r: usize) -> Origin {
+    let schema = batch.schema();
+    let text = |name: &str| {
+        schema
+            .index_of(name)
+            .ok()
+            .and_then(|i| texts[i].as_ref())
+            .filter(|a| !a.is_null(r))
+            .map(|a| a.value(r).to_string())
+    };
+    Origin {
+        batch: text(meta::BATCH),
+        file: text(meta::SOURCE_FILE),
+        line: text(meta::SOURCE_ROW).and_then(|l| l.parse().ok()),
+    }
+}
+
+/// Refuses a rule whose check cannot judge a column of this type: text checks on floating
+/// point columns (whose rendering is not the delivered text), `range` on dates and times.
+fn check_type(rule: &Rule, column: &str, ty: &DataType) -> Result<()> {
+    let float = matches!(
+        ty,
+        DataType::Float16 | DataType::Float32 | DataType::Float64
+    );
+    let numeric = ty.is_numeric();
+    let text = matches!(
+        ty,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    );
+    let why = match &rule.check {
+        Check::NotNull | Check::Unique => None,
+        Check::Range { .. } if numeric || text => None,
+        Check::Range { .. } => Some("range compares numbers"),
+        Check::Date(_) if text || matches!(ty, DataType::Date32 | DataType::Date64) => None,
+        Check::Date(_) => Some("date checks text (a date column is valid by its type)"),
+        _ if float => Some(
+            "the check reads text, and a floating-point column's rendering is not the text \
+             delivered (71659.60 reads 71659.6); collect the column as text (--column NAME=utf8)",
+        ),
+        _ => None,
+    };
+    match why {
+        Some(why) => Err(Error::ColumnType {
+            rule: rule.name.clone(),
+            column: column.to_string(),
+            ty: ty.to_string(),
+            why: why.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn as_text(array: &ArrayRef) -> Result<StringArray> {
     let cast = cast_with_options(array, &DataType::Utf8, &CastOptions::default())?;
     Ok(cast
@@ -382,7 +456,6 @@ async fn row_rules(
     ctx: &SessionContext,
     select: &str,
     rules: &RuleSet,
-    has_lines: bool,
     today: NaiveDate,
     results: &mut [RuleResult],
     failures: &mut Failures,
@@ -415,18 +488,7 @@ async fn row_rules(
         } else {
             rules.key.iter().filter_map(|c| index(c)).collect()
         };
-        let lines = has_lines.then(|| {
-            (
-                index(meta::SOURCE_FILE).and_then(|i| texts[i].clone()),
-                index(meta::SOURCE_ROW).and_then(|i| {
-                    batch
-                        .column(i)
-                        .as_any()
-                        .downcast_ref::<Int64Array>()
-                        .cloned()
-                }),
-            )
-        });
+        let origin_of = |r: usize| origin(&batch, &texts, r);
         for (ri, rule) in rules.rules.iter().enumerate() {
             if matches!(rule.check, Check::Unique) {
                 continue;
@@ -439,39 +501,43 @@ async fn row_rules(
                 _ => None,
             };
             results[ri].checked += n as u64;
+            if matches!(rule.check, Check::Date(_))
+                && matches!(
+                    batch.column(ci).data_type(),
+                    DataType::Date32 | DataType::Date64
+                )
+            {
+                continue; // valid by its type
+            }
             for r in 0..n {
                 let value = values.filter(|a| !a.is_null(r)).map(|a| a.value(r));
                 let number = numbers
                     .as_ref()
                     .filter(|a| !a.is_null(r))
                     .map(|a| a.value(r));
-                match rule.check_value(value, number, &check_ctx) {
-                    None => {}
-                    Some(Finding::Note(_)) => results[ri].noted += 1,
-                    Some(Finding::Fail(reason)) => {
-                        let failed = FailedRow {
-                            key: key_text(&batch, &texts, &key, r),
-                            column: col.to_string(),
-                            value: value.map(str::to_string),
-                            reason,
-                        };
-                        let result = &mut results[ri];
-                        result.failed += 1;
-                        if result.examples.len() < EXAMPLES {
-                            result.examples.push(failed.clone());
-                        }
-                        let (file, line) = match &lines {
-                            Some((f, l)) => (
-                                f.as_ref()
-                                    .filter(|a| !a.is_null(r))
-                                    .map(|a| a.value(r).to_string()),
-                                l.as_ref().filter(|a| !a.is_null(r)).map(|a| a.value(r)),
-                            ),
-                            None => (None, None),
-                        };
-                        failures.push(&rules.rules, ri, failed, file, line).await?;
+                let (note, reason) = match rule.check_value(value, number, &check_ctx) {
+                    None => continue,
+                    Some(Finding::Note(notes)) => (true, notes.join("; ")),
+                    Some(Finding::Fail(reason)) => (false, reason),
+                };
+                let failed = FailedRow {
+                    key: key_text(&batch, &texts, &key, r),
+                    column: col.to_string(),
+                    value: value.map(str::to_string),
+                    reason,
+                };
+                let result = &mut results[ri];
+                if note {
+                    result.noted += 1;
+                } else {
+                    result.failed += 1;
+                    if result.examples.len() < EXAMPLES {
+                        result.examples.push(failed.clone());
                     }
                 }
+                failures
+                    .push(&rules.rules, ri, note, failed, origin_of(r))
+                    .await?;
             }
         }
     }
@@ -523,7 +589,7 @@ async fn unique_rule(
         }
     }
     if has_lines {
-        for c in [meta::SOURCE_FILE, meta::SOURCE_ROW] {
+        for c in [meta::BATCH, meta::SOURCE_FILE, meta::SOURCE_ROW] {
             let q = quote(c);
             if !select.contains(&q) {
                 select.push(q);
@@ -610,15 +676,8 @@ async fn unique_rule(
             if result.examples.len() < EXAMPLES {
                 result.examples.push(failed.clone());
             }
-            let line = text_at(meta::SOURCE_ROW, r).and_then(|l| l.parse().ok());
             failures
-                .push(
-                    &rules.rules,
-                    ri,
-                    failed,
-                    text_at(meta::SOURCE_FILE, r),
-                    line,
-                )
+                .push(&rules.rules, ri, false, failed, origin(&batch, &texts, r))
                 .await?;
         }
     }
@@ -636,10 +695,7 @@ pub async fn check_dataset(
 ) -> Result<(CheckOutcome, i64)> {
     let table = TableRef::new(Layer::Raw, unit, dataset);
     let Some(found) = catalog.dataset(Layer::Raw.as_str(), unit, dataset).await? else {
-        return Err(Error::Rules {
-            path: format!("rules/{unit}/{dataset}.yaml").into(),
-            message: format!("there is no dataset {table} in the catalog to check"),
-        });
+        return Err(Error::NoDataset(table.to_string()));
     };
     let started = Utc::now();
     let check_run = uuid::Uuid::now_v7().to_string();

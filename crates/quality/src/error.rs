@@ -26,6 +26,18 @@ pub enum Error {
         available: Vec<String>,
     },
 
+    /// A rule's check cannot judge the column's type.
+    #[error("rule {rule:?} cannot check column {column:?} of type {ty}: {why}")]
+    ColumnType {
+        rule: String,
+        column: String,
+        ty: String,
+        why: String,
+    },
+
+    #[error("there is no dataset {0} in the catalog to check")]
+    NoDataset(String),
+
     #[error(transparent)]
     Catalog(#[from] reservoir_catalog::Error),
 }

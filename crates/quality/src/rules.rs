@@ -107,7 +107,7 @@ pub struct RuleDef {
     /// `date`: a chrono format such as `%Y-%m-%d` (default: any of the usual forms).
     #[serde(default)]
     pub format: Option<String>,
-    /// Failing rows are quarantined.
+    /// Reserved: failing rows would be quarantined. Refused until that is built.
     #[serde(default)]
     pub blocking: bool,
     #[serde(default)]
@@ -177,9 +177,16 @@ pub struct RuleSet {
 impl RuleSet {
     /// Reads and checks a rules file; errors name the file, the rule and the field.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Rules {
+        let bytes = std::fs::read(path).map_err(|e| Error::Rules {
             path: path.to_path_buf(),
             message: format!("cannot read: {e}"),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::Rules {
+            path: path.to_path_buf(),
+            message: format!(
+                "not UTF-8 (byte {} is not valid UTF-8); save the file as UTF-8",
+                e.utf8_error().valid_up_to()
+            ),
         })?;
         Self::parse(&text, path)
     }
@@ -189,11 +196,20 @@ impl RuleSet {
             path: path.to_path_buf(),
             message,
         };
+        // Notepad saves UTF-8 with a byte-order mark, which YAML would read as content.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let file: RuleFile = yaml_serde::from_str(text).map_err(|e| bad(e.to_string()))?;
         Self::from_file(&file).map_err(bad)
     }
 
     pub fn from_file(file: &RuleFile) -> std::result::Result<Self, String> {
+        if file.rules.is_empty() {
+            return Err("`rules` is empty: list at least one rule".into());
+        }
+        let mut seen = HashSet::new();
+        if let Some(c) = file.key.iter().find(|c| !seen.insert(c.as_str())) {
+            return Err(format!("`key` lists {c:?} twice"));
+        }
         let mut rules = Vec::with_capacity(file.rules.len());
         let mut names = HashSet::new();
         for (i, def) in file.rules.iter().enumerate() {
@@ -229,6 +245,27 @@ impl RuleSet {
     }
 }
 
+/// The rules file of a dataset under `dir` (`<unit>/<dataset>.yaml` or `.yml`), if it has one;
+/// both at once is an error rather than a guess.
+pub fn find_file(dir: &Path, unit: &str, dataset: &str) -> Result<Option<std::path::PathBuf>> {
+    let found: Vec<std::path::PathBuf> = ["yaml", "yml"]
+        .iter()
+        .map(|ext| dir.join(unit).join(format!("{dataset}.{ext}")))
+        .filter(|p| p.is_file())
+        .collect();
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        [a, ..] => Err(Error::Rules {
+            path: a.clone(),
+            message: format!(
+                "{} is there too; keep one rules file per dataset",
+                found[1].display()
+            ),
+        }),
+    }
+}
+
 fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
     let columns: Vec<String> = match (&def.column, def.columns.is_empty()) {
         (Some(_), false) => return Err("set `column` or `columns`, not both".into()),
@@ -236,6 +273,18 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
         (None, false) => def.columns.clone(),
         (None, true) => return Err("needs `column` (or `columns` for unique)".into()),
     };
+    let mut seen = HashSet::new();
+    if let Some(c) = columns.iter().find(|c| !seen.insert(c.as_str())) {
+        return Err(format!("`columns` lists {c:?} twice"));
+    }
+    if let Some(c) = columns.iter().find(|c| c.starts_with('_')) {
+        return Err(format!(
+            "{c:?} is one of the lake's own columns (_batch, _source_row …); rules check data columns"
+        ));
+    }
+    if def.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        return Err("`name` is empty".into());
+    }
     let single = |what: &str| -> std::result::Result<(), String> {
         if columns.len() == 1 {
             Ok(())
@@ -268,6 +317,13 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
             if def.min.is_none() && def.max.is_none() {
                 return Err("needs `min`, `max` or both".into());
             }
+            if let Some(x) = [def.min, def.max]
+                .into_iter()
+                .flatten()
+                .find(|x| !x.is_finite())
+            {
+                return Err(format!("{x} is not a finite bound"));
+            }
             if let (Some(a), Some(b)) = (def.min, def.max)
                 && a > b
             {
@@ -299,6 +355,9 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
         }
         "date" => {
             single("date")?;
+            if let Some(f) = &def.format {
+                check_date_format(f)?;
+            }
             Check::Date(def.format.clone())
         }
         "division" => {
@@ -312,6 +371,13 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
             ));
         }
     };
+    if def.blocking {
+        return Err(
+            "`blocking` (quarantining failing rows) is not supported yet; remove it — failing \
+             rows are kept in the quality table"
+                .into(),
+        );
+    }
     unused(
         "pattern",
         def.pattern.is_some() && !matches!(check, Check::Regex(_)),
@@ -342,6 +408,26 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
     })
 }
 
+/// Checks that a chrono format writes and reads back a whole date.
+fn check_date_format(f: &str) -> std::result::Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    let bad = || {
+        format!(
+            "format {f:?} does not describe a whole date (year, month and day), e.g. \"%Y-%m-%d\" \
+             or \"%Y年%m月%d日\""
+        )
+    };
+    if StrftimeItems::new(f).any(|i| matches!(i, Item::Error)) {
+        return Err(bad());
+    }
+    let probe = NaiveDate::from_ymd_opt(2024, 2, 29).ok_or_else(bad)?;
+    let written = probe.format(f).to_string();
+    match NaiveDate::parse_from_str(&written, f) {
+        Ok(d) if d == probe => Ok(()),
+        _ => Err(bad()),
+    }
+}
+
 /// What a row-level check found wrong with one value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
@@ -366,7 +452,8 @@ impl Rule {
         ctx: &Context<'_>,
     ) -> Option<Finding> {
         let Some(v) = value else {
-            return matches!(self.check, Check::NotNull).then(|| Finding::Fail("missing".into()));
+            return matches!(self.check, Check::NotNull)
+                .then(|| Finding::Fail("the value is missing (NULL)".into()));
         };
         let verdict = |v: Verdict| match v {
             Verdict::Valid => None,
@@ -374,10 +461,14 @@ impl Rule {
             Verdict::Invalid(why) => Some(Finding::Fail(why)),
         };
         match &self.check {
-            Check::NotNull => v.trim().is_empty().then(|| Finding::Fail("empty".into())),
+            Check::NotNull => v
+                .trim()
+                .is_empty()
+                .then(|| Finding::Fail("the value is blank (only spaces)".into())),
             Check::Unique => None,
-            Check::Regex(re) => (!re.is_match(v))
-                .then(|| Finding::Fail(format!("{v:?} does not match {:?}", re.as_str()))),
+            Check::Regex(re) => (!re.is_match(v)).then(|| {
+                Finding::Fail(format!("{v:?} does not match the pattern {}", re.as_str()))
+            }),
             Check::Range { min, max } => match number {
                 None => Some(Finding::Fail(format!("{v:?} is not a number"))),
                 Some(n) => {
@@ -395,7 +486,15 @@ impl Rule {
             Check::Allowed(values) => (!values.contains(v)).then(|| {
                 let mut list: Vec<&String> = values.iter().collect();
                 list.sort();
-                Finding::Fail(format!("{v:?} is not one of {list:?}"))
+                Finding::Fail(if list.len() <= 10 {
+                    format!("{v:?} is not one of {list:?}")
+                } else {
+                    format!(
+                        "{v:?} is not one of the {} allowed values ({:?} …)",
+                        list.len(),
+                        &list[..5]
+                    )
+                })
             }),
             Check::ResidentId => verdict(validate::resident_id(v, ctx.divisions, ctx.today)),
             Check::CreditCode => verdict(validate::social_credit_code(v, ctx.divisions)),
@@ -435,7 +534,7 @@ mod tests {
     #[test]
     fn rules_parse_with_defaults() {
         let set = parse(
-            "key: [id]\nrules:\n  - check: not_null\n    column: name\n  - check: unique\n    columns: [a, b]\n  - check: resident_id\n    column: id\n    blocking: true\n",
+            "\u{feff}key: [id]\nrules:\n  - check: not_null\n    column: name\n  - check: unique\n    columns: [a, b]\n  - check: resident_id\n    column: id\n",
         )
         .unwrap();
         assert_eq!(set.rules.len(), 3);
@@ -443,7 +542,6 @@ mod tests {
         assert_eq!(set.rules[0].dimension, Dimension::Completeness);
         assert_eq!(set.rules[1].name, "unique:a+b");
         assert_eq!(set.rules[1].dimension, Dimension::Uniqueness);
-        assert!(set.rules[2].blocking);
         assert_eq!(set.columns(), ["id", "name", "a", "b"]);
     }
 
@@ -472,6 +570,40 @@ mod tests {
             parse("rules:\n  - {check: not_null, column: n}\n  - {check: not_null, column: n}\n")
                 .unwrap_err();
         assert!(e.contains("the name \"not_null:n\" is used twice"), "{e}");
+        for (yaml, expected) in [
+            ("rules: []", "`rules` is empty"),
+            (
+                "rules:\n  - {check: date, column: d, format: '%Y'}",
+                "does not describe a whole date",
+            ),
+            (
+                "rules:\n  - {check: date, column: d, format: '%Q-%m'}",
+                "does not describe a whole date",
+            ),
+            (
+                "rules:\n  - {check: range, column: n, min: .nan}",
+                "NaN is not a finite bound",
+            ),
+            (
+                "rules:\n  - {check: unique, columns: [a, a]}",
+                "`columns` lists \"a\" twice",
+            ),
+            (
+                "rules:\n  - {check: not_null, column: _source_row}",
+                "the lake's own columns",
+            ),
+            (
+                "rules:\n  - {check: not_null, column: n, blocking: true}",
+                "not supported yet",
+            ),
+            (
+                "rules:\n  - {check: not_null, column: n, name: ''}",
+                "`name` is empty",
+            ),
+        ] {
+            let e = parse(yaml).unwrap_err();
+            assert!(e.contains(expected), "{yaml}: {e}");
+        }
     }
 
     #[test]
@@ -507,7 +639,7 @@ mod tests {
         ));
         assert_eq!(
             r[4].check_value(None, None, &ctx),
-            Some(Finding::Fail("missing".into()))
+            Some(Finding::Fail("the value is missing (NULL)".into()))
         );
     }
 }

@@ -233,10 +233,14 @@ impl Scheduler {
 
     /// Runs the dataset's quality rules, if it has a rules file.
     async fn check(&self, unit: &str, dataset: &str) {
-        let path = self.rules_dir.join(unit).join(format!("{dataset}.yaml"));
-        if !path.exists() {
-            return;
-        }
+        let path = match reservoir_quality::rules::find_file(&self.rules_dir, unit, dataset) {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(unit, dataset, error = %e, "quality rules not found");
+                return;
+            }
+        };
         let result = match reservoir_quality::rules::RuleSet::load(&path) {
             Ok(rules) => {
                 reservoir_quality::check::check_dataset(

@@ -594,7 +594,7 @@ fn check_finds_exactly_the_injected_defects() {
     std::fs::write(
         rules.join("people.yaml"),
         "rules:
-  - {check: resident_id, column: resident_id, blocking: true}
+  - {check: resident_id, column: resident_id}
   - {check: unique, columns: [resident_id]}
   - {check: not_null, column: name}
   - {check: date, column: birth_date, format: '%Y-%m-%d'}
@@ -615,7 +615,7 @@ fn check_finds_exactly_the_injected_defects() {
         serde_json::from_str(&std::fs::read_to_string(out.join("ground_truth.json")).unwrap())
             .unwrap();
     // Rows the quality table holds for a rule, as 1-based data rows (line 1 is the header).
-    let failing = |table: &str, rule: &str| -> Vec<u64> {
+    let found = |table: &str, rule: &str, severity: &str| -> Vec<u64> {
         let csv = ok(&reservoir(
             &home,
             &[
@@ -623,12 +623,13 @@ fn check_finds_exactly_the_injected_defects() {
                 "-f",
                 "csv",
                 &format!(
-                    "SELECT _source_row - 1 FROM quality.gongan.{table} WHERE rule = '{rule}' ORDER BY 1"
+                    "SELECT _source_row - 1 FROM quality.gongan.{table} WHERE rule = '{rule}' AND severity = '{severity}' ORDER BY 1"
                 ),
             ],
         ));
         csv.lines().skip(1).map(|l| l.parse().unwrap()).collect()
     };
+    let failing = |table: &str, rule: &str| found(table, rule, "fail");
     let injected = |file: usize, kinds: &[&str]| -> Vec<u64> {
         let mut rows: Vec<u64> = truth["files"][file]["defects"]
             .as_array()
@@ -661,6 +662,11 @@ fn check_finds_exactly_the_injected_defects() {
         injected(0, &["malformed_phone"])
     );
     assert_eq!(failing("people", "allowed:gender"), Vec::<u64>::new());
+    // Valid values with observations are kept too, as notes.
+    assert_eq!(
+        found("people", "resident_id:resident_id", "note"),
+        injected(0, &["lowercase_x"])
+    );
     assert_eq!(
         failing("firms", "信用代码"),
         injected(1, &["bad_check_character", "forbidden_letter"])
@@ -742,4 +748,9 @@ fn check_finds_exactly_the_injected_defects() {
         ),
         "{err}"
     );
+    // One dataset that cannot be checked does not stop the others.
+    let all = reservoir(&home, &["check"]);
+    assert!(!all.status.success());
+    assert!(String::from_utf8_lossy(&all.stdout).contains("raw.gongan.people  version"));
+    assert!(String::from_utf8_lossy(&all.stderr).contains("error: checking gongan.firms"));
 }

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use reservoir_quality::check::{CheckOutcome, check_dataset};
-use reservoir_quality::rules::RuleSet;
+use reservoir_quality::rules::{self, RuleSet};
 
 use crate::home::{self, Home};
 
@@ -14,13 +14,13 @@ use crate::home::{self, Home};
 pub struct Args {
     /// Datasets to check, as UNIT.DATASET (default: every dataset with a rules file).
     datasets: Vec<String>,
-    /// Print the outcome as JSON.
+    /// Print the outcomes as JSON.
     #[arg(long)]
     json: bool,
 }
 
-/// The rules files of a home: `rules/<unit>/<dataset>.yaml`, sorted.
-fn rule_files(dir: &Path) -> Result<Vec<(String, String, PathBuf)>> {
+/// The datasets with a rules file: `rules/<unit>/<dataset>.yaml` (or `.yml`), sorted.
+fn datasets_with_rules(dir: &Path) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     let Ok(units) = std::fs::read_dir(dir) else {
         return Ok(out);
@@ -34,11 +34,13 @@ fn rule_files(dir: &Path) -> Result<Vec<(String, String, PathBuf)>> {
             let path = file?.path();
             let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
             if let (true, Some(stem)) = (is_yaml, path.file_stem()) {
-                out.push((
+                let d = (
                     unit.file_name().to_string_lossy().into_owned(),
                     stem.to_string_lossy().into_owned(),
-                    path,
-                ));
+                );
+                if !out.contains(&d) {
+                    out.push(d);
+                }
             }
         }
     }
@@ -49,8 +51,8 @@ fn rule_files(dir: &Path) -> Result<Vec<(String, String, PathBuf)>> {
 pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     let home = Home::open(&home::resolve(home_flag)?).await?;
     let dir = home.root.join("rules");
-    let all = rule_files(&dir)?;
-    let chosen: Vec<(String, String, PathBuf)> = if args.datasets.is_empty() {
+    let chosen: Vec<(String, String)> = if args.datasets.is_empty() {
+        let all = datasets_with_rules(&dir)?;
         if all.is_empty() {
             bail!(
                 "no rules files in {}; write rules/<unit>/<dataset>.yaml (see README: quality rules)",
@@ -61,39 +63,61 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     } else {
         let mut chosen = Vec::new();
         for d in &args.datasets {
-            let Some((unit, dataset)) = d.split_once('.') else {
+            let name = d.strip_prefix("raw.").unwrap_or(d);
+            let Some((unit, dataset)) = name.split_once('.') else {
                 bail!("{d:?}: name a dataset as UNIT.DATASET, e.g. gongan.people");
             };
-            let path = all
-                .iter()
-                .find(|(u, n, _)| u == unit && n == dataset)
-                .map(|(_, _, p)| p.clone())
-                .with_context(|| {
-                    format!(
-                        "{d} has no rules file: expected {}",
-                        dir.join(unit).join(format!("{dataset}.yaml")).display()
-                    )
-                })?;
-            chosen.push((unit.to_string(), dataset.to_string(), path));
+            chosen.push((unit.to_string(), dataset.to_string()));
         }
         chosen
     };
+    // Each dataset on its own: one that cannot be checked is reported and the rest go on.
     let mut outcomes = Vec::new();
-    for (unit, dataset, path) in chosen {
-        let rules = RuleSet::load(&path)?;
-        let (outcome, id) = check_dataset(&home.lake, &home.catalog, &unit, &dataset, &rules)
-            .await
-            .with_context(|| format!("checking {unit}.{dataset} with {}", path.display()))?;
-        if !args.json {
-            summary(&outcome, id);
+    let mut failed = 0usize;
+    for (unit, dataset) in chosen {
+        match check_one(&home, &dir, &unit, &dataset).await {
+            Ok((outcome, id)) => {
+                if !args.json {
+                    summary(&outcome, id);
+                }
+                outcomes.push(outcome);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: checking {unit}.{dataset}: {e:#}");
+            }
         }
-        outcomes.push(outcome);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcomes)?);
     }
     home.catalog.close().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn check_one(
+    home: &Home,
+    dir: &Path,
+    unit: &str,
+    dataset: &str,
+) -> Result<(CheckOutcome, i64)> {
+    let Some(path) = rules::find_file(dir, unit, dataset)? else {
+        bail!(
+            "no rules file: expected {}",
+            dir.join(unit).join(format!("{dataset}.yaml")).display()
+        );
+    };
+    let rules = RuleSet::load(&path)?;
+    Ok(check_dataset(&home.lake, &home.catalog, unit, dataset, &rules).await?)
+}
+
+/// The rules file of `raw.<unit>.<dataset>`, if any (for the check after a collection).
+pub(crate) fn rules_file(home: &Home, unit: &str, dataset: &str) -> Result<Option<PathBuf>> {
+    Ok(rules::find_file(&home.root.join("rules"), unit, dataset)?)
 }
 
 /// After a collection into `raw.<unit>.<dataset>`: runs the dataset's rules if it has a rules
@@ -103,29 +127,35 @@ pub(crate) async fn after_collection(
     unit: &str,
     dataset: &str,
 ) -> Option<Result<(CheckOutcome, i64)>> {
-    let path = home
-        .root
-        .join("rules")
-        .join(unit)
-        .join(format!("{dataset}.yaml"));
-    if !path.exists() {
-        return None;
+    match rules_file(home, unit, dataset) {
+        Ok(None) => None,
+        Ok(Some(_)) => Some(check_one(home, &home.root.join("rules"), unit, dataset).await),
+        Err(e) => Some(Err(e)),
     }
-    Some(
-        async {
-            let rules = RuleSet::load(&path)?;
-            Ok(check_dataset(&home.lake, &home.catalog, unit, dataset, &rules).await?)
-        }
-        .await,
-    )
+}
+
+/// `name` as a SQL identifier: bare when it is a plain lowercase word, quoted otherwise.
+fn ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
 }
 
 pub(crate) fn summary(o: &CheckOutcome, id: i64) {
     let failed: u64 = o.results.iter().map(|r| r.failed).sum();
     let mark = if failed == 0 { "✔" } else { "⚠" };
     println!(
-        "{mark} {}  version {}, {} rows, check run {id}",
-        o.table, o.table_version, o.rows
+        "{mark} {}  version {}, {} rows, check run {id} ({})",
+        o.table, o.table_version, o.rows, o.check_run
     );
     for r in &o.results {
         let noted = if r.noted > 0 {
@@ -133,9 +163,8 @@ pub(crate) fn summary(o: &CheckOutcome, id: i64) {
         } else {
             String::new()
         };
-        let blocking = if r.blocking { " [blocking]" } else { "" };
         println!(
-            "  {:<32} {:<12} {:>10} failed of {}{noted}{blocking}",
+            "  {}  [{}]  {} failed of {}{noted}",
             r.rule, r.dimension, r.failed, r.checked
         );
         for e in &r.examples {
@@ -149,8 +178,10 @@ pub(crate) fn summary(o: &CheckOutcome, id: i64) {
         .collect();
     println!("  scores: {}", scores.join(", "));
     if let Some(t) = &o.failures_table {
+        let t: Vec<String> = t.split('.').map(ident).collect();
         println!(
-            "  every failing row: reservoir sql \"SELECT * FROM {t} WHERE check_run = '{}'\"",
+            "  every failing row: reservoir sql \"SELECT * FROM {} WHERE check_run = '{}'\"",
+            t.join("."),
             o.check_run
         );
     }
