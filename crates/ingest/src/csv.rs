@@ -73,6 +73,9 @@ pub struct CsvReader {
     report: FileReport,
     encoding: &'static Encoding,
     delimiter: u8,
+    /// Records whose text has been copied into a chunk, to be read into again: reading a row
+    /// then allocates nothing.
+    spare: Vec<StringRecord>,
 }
 
 impl CsvReader {
@@ -152,13 +155,14 @@ impl CsvReader {
             },
             encoding,
             delimiter,
+            spare: Vec::new(),
         };
         this.read_header(options)?;
         Ok(this)
     }
 
     fn read_raw(&mut self) -> Result<Option<Pending>> {
-        let mut record = StringRecord::new();
+        let mut record = self.spare.pop().unwrap_or_default();
         loop {
             let more = self
                 .reader
@@ -350,25 +354,30 @@ impl RowReader for CsvReader {
     }
 
     fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Box<dyn Chunk>>> {
-        let mut records = Vec::with_capacity(max_rows.min(8192));
-        let mut meta = Vec::with_capacity(max_rows.min(8192));
-        while records.len() < max_rows {
+        let rows = max_rows.min(8192);
+        let width = self.columns.len().max(1);
+        let mut chunk = TextChunk {
+            text: String::with_capacity(rows * 16 * width),
+            ends: Vec::with_capacity(rows * width),
+            rows: Vec::with_capacity(rows + 1),
+            meta: Vec::with_capacity(rows),
+            delimiter: self.delimiter,
+        };
+        while chunk.meta.len() < max_rows {
             let Some(p) = self.next_data()? else { break };
-            meta.push(RowMeta {
+            chunk.meta.push(RowMeta {
                 line: p.line,
                 status: self.status(&p),
             });
-            records.push(p.record);
+            chunk.push(&p.record);
+            self.spare.push(p.record);
         }
-        if records.is_empty() {
+        if chunk.meta.is_empty() {
             self.report.bytes = self.counter.get();
             return Ok(None);
         }
-        Ok(Some(Box::new(TextChunk {
-            records,
-            meta,
-            delimiter: self.delimiter,
-        })))
+        chunk.rows.push(chunk.ends.len());
+        Ok(Some(Box::new(chunk)))
     }
 
     fn bytes_read(&self) -> u64 {
@@ -382,16 +391,42 @@ impl RowReader for CsvReader {
     }
 }
 
-/// Rows of text cells.
+/// Rows of text cells, all in one buffer: a chunk is a few allocations, not two per row.
 struct TextChunk {
-    records: Vec<StringRecord>,
+    /// Every field's text, one after another.
+    text: String,
+    /// Where each field ends in `text`, row after row.
+    ends: Vec<usize>,
+    /// The index in `ends` of each row's first field, and one past the last row's.
+    rows: Vec<usize>,
     meta: Vec<RowMeta>,
     delimiter: u8,
 }
 
+impl TextChunk {
+    fn push(&mut self, record: &StringRecord) {
+        self.rows.push(self.ends.len());
+        for field in record.iter() {
+            self.text.push_str(field);
+            self.ends.push(self.text.len());
+        }
+    }
+
+    /// The fields of a row.
+    fn fields(&self, row: usize) -> impl Iterator<Item = &str> + Clone {
+        let (first, end) = (self.rows[row], self.rows[row + 1]);
+        let mut start = if first == 0 { 0 } else { self.ends[first - 1] };
+        self.ends[first..end].iter().map(move |&e| {
+            let field = &self.text[start..e];
+            start = e;
+            field
+        })
+    }
+}
+
 impl Chunk for TextChunk {
     fn len(&self) -> usize {
-        self.records.len()
+        self.meta.len()
     }
 
     fn meta(&self, row: usize) -> &RowMeta {
@@ -399,14 +434,20 @@ impl Chunk for TextChunk {
     }
 
     fn cell(&self, row: usize, col: usize) -> Cell<'_> {
-        match self.records[row].get(col) {
-            Some(s) if !s.is_empty() => Cell::Text(s),
-            _ => Cell::Null,
+        let (first, end) = (self.rows[row], self.rows[row + 1]);
+        let i = first + col;
+        if i >= end {
+            return Cell::Null;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        match &self.text[start..self.ends[i]] {
+            "" => Cell::Null,
+            s => Cell::Text(s),
         }
     }
 
     fn raw(&self, row: usize) -> String {
-        record_text(&self.records[row], self.delimiter)
+        fields_text(self.fields(row), self.delimiter)
     }
 }
 
@@ -432,12 +473,17 @@ fn non_empty_cells(r: &StringRecord) -> usize {
 
 /// The record written back as one delimited line (quoted where needed).
 fn record_text(r: &StringRecord, delimiter: u8) -> String {
+    fields_text(r.iter(), delimiter)
+}
+
+/// Fields written back as one delimited line (quoted where needed).
+fn fields_text<'a>(fields: impl Iterator<Item = &'a str> + Clone, delimiter: u8) -> String {
     let mut w = csv::WriterBuilder::new()
         .delimiter(delimiter)
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::new());
-    if w.write_record(r).is_err() {
-        return r.iter().collect::<Vec<_>>().join(",");
+    if w.write_record(fields.clone()).is_err() {
+        return fields.collect::<Vec<_>>().join(",");
     }
     let bytes = w.into_inner().unwrap_or_default();
     let mut s = String::from_utf8_lossy(&bytes).into_owned();

@@ -15,6 +15,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than the system allocator: collection allocates on the reading thread and
+/// frees on the conversion threads, where glibc's arenas contend on a lock.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Reservoir — collect, catalog, inspect, govern and share a district's public data.
 #[derive(Debug, Parser)]
 #[command(name = "reservoir", version, about, long_about = None)]
