@@ -234,3 +234,27 @@ pub fn folder_summary(f: &reservoir_ingest::folder::FolderReport) {
         eprintln!("  failed  {}: {}", s.path, s.reason);
     }
 }
+
+/// The latest quality check runs of a dataset, newest first: scores per dimension.
+pub fn checks(checks: &[reservoir_catalog::CheckRunRecord]) {
+    if checks.is_empty() {
+        return;
+    }
+    println!("\nquality checks (newest first):");
+    for c in checks {
+        let scores = c
+            .scores
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(d, s)| format!("{d} {:.2}", s.as_f64().unwrap_or(0.0)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        println!(
+            "  run {}  {}  version {}, {} rows, {} failing values  {scores}",
+            c.id, c.finished_at, c.table_version, c.rows_checked, c.rows_failed
+        );
+    }
+}

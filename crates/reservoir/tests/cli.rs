@@ -708,6 +708,11 @@ fn check_finds_exactly_the_injected_defects() {
     assert!((completeness - 100.0 * (1.0 - missing / 4000.0)).abs() < 1e-9);
     assert!(people["scores"]["uniqueness"].as_f64().unwrap() < 100.0);
 
+    // The catalog shows the scores.
+    let shown = ok(&reservoir(&home, &["catalog", "show", "gongan.people"]));
+    assert!(shown.contains("quality checks (newest first):"), "{shown}");
+    assert!(shown.contains("completeness "), "{shown}");
+
     // A collection into a dataset with rules runs them.
     let printed = ok(&reservoir(
         &home,

@@ -124,16 +124,19 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
             let fields = catalog.fields(d.id).await?;
             let profile = catalog.latest_profiles(d.id).await?;
             let runs = catalog.runs(Some(d.id), 10).await?;
+            let checks = catalog.check_runs(d.id, 5).await?;
             if json {
                 let v = serde_json::json!({
                     "dataset": d,
                     "fields": fields,
                     "profile": profile.as_ref().map(|(run, p)| serde_json::json!({"run_id": run, "columns": p})),
                     "runs": runs,
+                    "checks": checks,
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print::dataset(&d, &fields, profile.as_ref(), &runs);
+                print::checks(&checks);
             }
         }
         Command::Runs {
