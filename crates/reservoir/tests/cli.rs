@@ -49,6 +49,12 @@ fn demo_collects_everything_and_answers_the_villages_question() {
     assert!(out.contains("Collected 6 datasets from 5 units"), "{out}");
     assert!(out.contains("raw.minzheng.villages"), "{out}");
     assert!(out.contains("| 岳阳街道"), "{out}");
+    // The demo's quality rules for the villages ran and all pass on the real data.
+    assert!(out.contains("✔ raw.minzheng.villages  version"), "{out}");
+    assert!(
+        out.contains("村居代码唯一  [uniqueness]  0 failed of 386"),
+        "{out}"
+    );
 
     // 386 villages and residents' committees across 20 streets and towns.
     let csv = ok(&reservoir(

@@ -81,6 +81,12 @@ const SOURCES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Quality rules shipped with the demo: `rules/<unit>/<dataset>.yaml`.
+const RULES: &[(&str, &str)] = &[(
+    "minzheng/villages.yaml",
+    include_str!("../../../../demo/rules/minzheng/villages.yaml"),
+)];
+
 /// The question the demo answers at the end.
 pub const VILLAGES_PER_STREET: &str = "SELECT s.name AS street, count(v.code) AS villages \
      FROM raw.minzheng.streets s LEFT JOIN raw.minzheng.villages v ON v.\"streetCode\" = s.code \
@@ -115,12 +121,26 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
         requests.push(req);
     }
 
+    for (rel, text) in RULES {
+        let path = home.root.join("rules").join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+
     let collector = home.collector()?;
     let mut totals = (0i64, 0i64, 0i64);
     let mut reports = Vec::new();
     for req in requests {
+        let (unit, dataset) = (req.unit.clone(), req.dataset.clone());
         let report = collector.collect(req, Arc::new(Bar::default())).await?;
         print::run_summary(&report);
+        if let Some(checked) = super::check::after_collection(&home, &unit, &dataset).await {
+            let (outcome, id) = checked?;
+            super::check::summary(&outcome, id);
+        }
         println!();
         totals.0 += report.counts.rows_read;
         totals.1 += report.counts.rows_loaded;
