@@ -47,7 +47,6 @@ pub struct RuleResult {
     pub rule: String,
     pub check: String,
     pub dimension: Dimension,
-    pub blocking: bool,
     pub columns: Vec<String>,
     /// Rows the rule looked at (all rows of the table).
     pub checked: u64,
@@ -97,7 +96,6 @@ pub fn failures_schema() -> SchemaRef {
         // `fail`, or `note` for a valid value with observations (lowercase x …).
         Field::new("severity", DataType::Utf8, false),
         Field::new("dimension", DataType::Utf8, false),
-        Field::new("blocking", DataType::Boolean, false),
         Field::new("key", DataType::Utf8, false),
         Field::new("column", DataType::Utf8, false),
         Field::new("value", DataType::Utf8, true),
@@ -186,11 +184,6 @@ impl Failures {
             text(&|p| Some(rules[p.rule].name.clone())),
             text(&|p| Some(if p.note { "note" } else { "fail" }.to_string())),
             text(&|p| Some(rules[p.rule].dimension.to_string())),
-            Arc::new(
-                rows.iter()
-                    .map(|p| Some(rules[p.rule].blocking))
-                    .collect::<arrow::array::BooleanArray>(),
-            ),
             text(&|p| Some(p.row.key.clone())),
             text(&|p| Some(p.row.column.clone())),
             text(&|p| p.row.value.clone()),
@@ -260,8 +253,7 @@ pub async fn check_table(
 
     let ctx = SessionContext::new();
     ctx.register_table("t", reservoir_lake::table_provider(&delta).await?)?;
-    let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
-    let mut select: Vec<String> = rules.columns().iter().map(|c| quote(c)).collect();
+    let mut select: Vec<String> = rules.columns().iter().map(|c| quote_ident(c)).collect();
     let mut lake_columns = Vec::new();
     if has_batch {
         lake_columns.push(meta::BATCH);
@@ -270,7 +262,7 @@ pub async fn check_table(
         lake_columns.extend([meta::SOURCE_FILE, meta::SOURCE_ROW]);
     }
     for c in lake_columns {
-        let q = quote(c);
+        let q = quote_ident(c);
         if !select.contains(&q) {
             select.push(q);
         }
@@ -288,7 +280,6 @@ pub async fn check_table(
             rule: r.name.clone(),
             check: r.check.as_str().into(),
             dimension: r.dimension,
-            blocking: r.blocking,
             columns: r.columns.clone(),
             checked: 0,
             failed: 0,
@@ -343,6 +334,11 @@ pub async fn check_table(
         failures_table: failures_version.map(|_| table.in_layer(Layer::Quality).to_string()),
         failures_version,
     })
+}
+
+/// A SQL identifier, quoted.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The `column=value` text that identifies a row.
@@ -555,8 +551,7 @@ async fn unique_rule(
     failures: &mut Failures,
 ) -> Result<()> {
     let rule = &rules.rules[ri];
-    let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
-    let cols: Vec<String> = rule.columns.iter().map(|c| quote(c)).collect();
+    let cols: Vec<String> = rule.columns.iter().map(|c| quote_ident(c)).collect();
     let cols_list = cols.join(", ");
     let not_null = cols
         .iter()
@@ -566,9 +561,9 @@ async fn unique_rule(
     let order = if has_lines {
         format!(
             "{}, {}, {}",
-            quote(meta::INGESTED_AT),
-            quote(meta::SOURCE_FILE),
-            quote(meta::SOURCE_ROW)
+            quote_ident(meta::INGESTED_AT),
+            quote_ident(meta::SOURCE_FILE),
+            quote_ident(meta::SOURCE_ROW)
         )
     } else {
         cols_list.clone()
@@ -582,7 +577,7 @@ async fn unique_rule(
     } else {
         rules.key.clone()
     };
-    let mut select: Vec<String> = key_cols.iter().map(|c| quote(c)).collect();
+    let mut select: Vec<String> = key_cols.iter().map(|c| quote_ident(c)).collect();
     for c in &cols {
         if !select.contains(c) {
             select.push(c.clone());
@@ -590,7 +585,7 @@ async fn unique_rule(
     }
     if has_lines {
         for c in [meta::BATCH, meta::SOURCE_FILE, meta::SOURCE_ROW] {
-            let q = quote(c);
+            let q = quote_ident(c);
             if !select.contains(&q) {
                 select.push(q);
             }
@@ -615,8 +610,8 @@ async fn unique_rule(
     let first = if has_lines {
         format!(
             ", first_value(t.{}) OVER ({window}) AS first_file, first_value(t.{}) OVER ({window}) AS first_row",
-            quote(meta::SOURCE_FILE),
-            quote(meta::SOURCE_ROW)
+            quote_ident(meta::SOURCE_FILE),
+            quote_ident(meta::SOURCE_ROW)
         )
     } else {
         String::new()
@@ -723,4 +718,22 @@ pub async fn check_dataset(
     };
     let id = catalog.record_check_run(&record).await?;
     Ok((outcome, id))
+}
+
+/// Runs the rules of `raw.<unit>.<dataset>` if it has a rules file under `rules_dir`
+/// (`None` if it has none): what a collection does after loading rows.
+pub async fn check_if_rules(
+    lake: &Lake,
+    catalog: &reservoir_catalog::Catalog,
+    rules_dir: &std::path::Path,
+    unit: &str,
+    dataset: &str,
+) -> Result<Option<(CheckOutcome, i64)>> {
+    let Some(path) = crate::rules::find_file(rules_dir, unit, dataset)? else {
+        return Ok(None);
+    };
+    let rules = RuleSet::load(&path)?;
+    check_dataset(lake, catalog, unit, dataset, &rules)
+        .await
+        .map(Some)
 }

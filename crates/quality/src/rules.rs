@@ -9,7 +9,6 @@
 //!     columns: [resident_id]
 //!   - check: resident_id        # GB 11643, division code valid at birth
 //!     column: resident_id
-//!     blocking: true            # failing rows are quarantined
 //!   - check: allowed
 //!     column: gender
 //!     values: ["1", "2"]
@@ -163,7 +162,6 @@ pub struct Rule {
     pub check: Check,
     pub columns: Vec<String>,
     pub dimension: Dimension,
-    pub blocking: bool,
     pub description: String,
 }
 
@@ -403,7 +401,6 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
         dimension: def.dimension.unwrap_or_else(|| check.default_dimension()),
         check,
         columns,
-        blocking: def.blocking,
         description: def.description.clone().unwrap_or_default(),
     })
 }

@@ -233,29 +233,17 @@ impl Scheduler {
 
     /// Runs the dataset's quality rules, if it has a rules file.
     async fn check(&self, unit: &str, dataset: &str) {
-        let path = match reservoir_quality::rules::find_file(&self.rules_dir, unit, dataset) {
-            Ok(Some(p)) => p,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(unit, dataset, error = %e, "quality rules not found");
-                return;
-            }
-        };
-        let result = match reservoir_quality::rules::RuleSet::load(&path) {
-            Ok(rules) => {
-                reservoir_quality::check::check_dataset(
-                    &self.lake,
-                    &self.catalog,
-                    unit,
-                    dataset,
-                    &rules,
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        };
+        let result = reservoir_quality::check::check_if_rules(
+            &self.lake,
+            &self.catalog,
+            &self.rules_dir,
+            unit,
+            dataset,
+        )
+        .await;
         match result {
-            Ok((outcome, id)) => {
+            Ok(None) => {}
+            Ok(Some((outcome, id))) => {
                 let failed: u64 = outcome.results.iter().map(|r| r.failed).sum();
                 tracing::info!(table = %outcome.table, check_run = id, failed, "quality check done");
             }

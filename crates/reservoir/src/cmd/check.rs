@@ -1,11 +1,11 @@
 //! `reservoir check [UNIT.DATASET]…`: run datasets' quality rules
 //! (`<home>/rules/<unit>/<dataset>.yaml`), print what failed and the scores, record the run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use reservoir_quality::check::{CheckOutcome, check_dataset};
+use reservoir_quality::check::{CheckOutcome, check_dataset, check_if_rules};
 use reservoir_quality::rules::{self, RuleSet};
 
 use crate::home::{self, Home};
@@ -115,11 +115,6 @@ async fn check_one(
     Ok(check_dataset(&home.lake, &home.catalog, unit, dataset, &rules).await?)
 }
 
-/// The rules file of `raw.<unit>.<dataset>`, if any (for the check after a collection).
-pub(crate) fn rules_file(home: &Home, unit: &str, dataset: &str) -> Result<Option<PathBuf>> {
-    Ok(rules::find_file(&home.root.join("rules"), unit, dataset)?)
-}
-
 /// After a collection into `raw.<unit>.<dataset>`: runs the dataset's rules if it has a rules
 /// file (`None` if it has none).
 pub(crate) async fn after_collection(
@@ -127,11 +122,16 @@ pub(crate) async fn after_collection(
     unit: &str,
     dataset: &str,
 ) -> Option<Result<(CheckOutcome, i64)>> {
-    match rules_file(home, unit, dataset) {
-        Ok(None) => None,
-        Ok(Some(_)) => Some(check_one(home, &home.root.join("rules"), unit, dataset).await),
-        Err(e) => Some(Err(e)),
-    }
+    check_if_rules(
+        &home.lake,
+        &home.catalog,
+        &home.root.join("rules"),
+        unit,
+        dataset,
+    )
+    .await
+    .map_err(Into::into)
+    .transpose()
 }
 
 /// `name` as a SQL identifier: bare when it is a plain lowercase word, quoted otherwise.
