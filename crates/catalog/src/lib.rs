@@ -14,9 +14,13 @@
 //! Timestamps are stored as RFC 3339 UTC text with microsecond precision, so they sort as text and
 //! read back identically on both backends.
 
+pub mod dcat;
+pub mod directory;
 mod error;
 mod model;
 pub mod owner;
+pub mod report;
+pub mod search;
 mod store;
 
 pub use error::{Error, Result};

@@ -220,6 +220,10 @@ impl FromStr for OpenTier {
     }
 }
 
+/// The layer of datasets that are cataloged but not collected: a directory entry with no lake
+/// table yet.
+pub const CATALOG_LAYER: &str = "catalog";
+
 /// Sensitivity level 1 (public) to 4 (most sensitive).
 pub const SENSITIVITY_LEVELS: std::ops::RangeInclusive<i64> = 1..=4;
 
@@ -247,6 +251,34 @@ pub struct Dataset {
     pub table_version: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
+    /// What the data directory says about it beyond its table.
+    #[serde(flatten)]
+    pub meta: DatasetMeta,
+}
+
+/// A dataset's directory entry (资源目录) beyond its table: what a unit's own catalog says
+/// about it. Collection never changes these; a catalog import or a steward does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
+pub struct DatasetMeta {
+    /// The identifier the unit's own catalog gives it (目录编码), e.g. `FS_KF_ZW_SDSJ_001`.
+    pub identifier: String,
+    /// Topic (主题), e.g. `社会发展`.
+    pub topic: String,
+    /// Industry classification (行业), e.g. `金融业`.
+    pub industry: String,
+    /// Keywords (标签).
+    pub tags: Vec<String>,
+    /// Formats it is offered in, e.g. `xlsx`, `csv`, `api`.
+    pub formats: Vec<String>,
+    /// Who to ask about it: a name, phone or mail address.
+    pub contact: String,
+    /// When the unit first published it (RFC 3339 or the date as the catalog gave it).
+    pub published_at: Option<String>,
+    /// When the unit last updated it, as its catalog says.
+    pub source_updated_at: Option<String>,
+    /// The number of records its catalog declares (数据量).
+    pub declared_rows: Option<i64>,
 }
 
 impl Dataset {
@@ -453,11 +485,20 @@ pub struct DatasetFilter {
     pub unit_id: Option<String>,
     pub layer: Option<String>,
     pub open_tier: Option<OpenTier>,
+    /// Only datasets of this topic (主题).
+    pub topic: Option<String>,
     /// Case-insensitive substring match on the name, title and description of the dataset and
     /// on the names and titles of its fields (works for Chinese text as typed).
     pub search: Option<String>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
+}
+
+/// A dataset found by a search, with its relevance (higher is better).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SearchHit {
+    pub dataset: Dataset,
+    pub score: f64,
 }
 
 /// Totals for the platform's home page.
@@ -494,6 +535,7 @@ pub struct DatasetFacets {
     pub units: Vec<FacetValue>,
     pub layers: Vec<FacetValue>,
     pub open_tiers: Vec<FacetValue>,
+    pub topics: Vec<FacetValue>,
 }
 
 /// A run together with the dataset it loaded.

@@ -8,6 +8,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 use crate::model::*;
+use crate::search;
 use crate::{Error, Result, format_ts};
 
 static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -52,11 +53,13 @@ pub struct Catalog {
 }
 
 const DATASET_COLUMNS: &str = "id, layer, unit_id, name, title, description, system_id, location, \
-     update_frequency, sensitivity, open_tier, row_count, table_version, created_at, updated_at";
+     update_frequency, sensitivity, open_tier, row_count, table_version, created_at, updated_at, \
+     identifier, topic, industry, tags, formats, contact, published_at, source_updated_at, \
+     declared_rows";
 
-/// The WHERE clause of dataset queries; parameters $1–$4 are bound by [`bind_filter`].
+/// The WHERE clause of dataset queries; parameters $1–$5 are bound by [`bind_filter`].
 const DATASET_FILTER: &str = "($1 IS NULL OR unit_id = $1) AND ($2 IS NULL OR layer = $2)
-    AND ($3 IS NULL OR open_tier = $3)
+    AND ($3 IS NULL OR open_tier = $3) AND ($5 IS NULL OR topic = $5)
     AND ($4 IS NULL OR LOWER(name) LIKE $4 OR LOWER(title) LIKE $4 OR LOWER(description) LIKE $4
          OR EXISTS (SELECT 1 FROM dataset_fields f WHERE f.dataset_id = datasets.id
                     AND (LOWER(f.name) LIKE $4 OR LOWER(f.title) LIKE $4)))";
@@ -72,6 +75,7 @@ fn bind_filter<'q>(q: AnyQuery<'q>, f: &DatasetFilter) -> AnyQuery<'q> {
         .bind(f.layer.clone())
         .bind(f.open_tier.map(|t| t.as_str().to_string()))
         .bind(pattern)
+        .bind(f.topic.clone())
 }
 
 const RUN_COLUMNS: &str = "id, batch_id, dataset_id, source, mode, status, started_at, finished_at, \
@@ -280,12 +284,15 @@ impl Catalog {
         .bind(&now)
         .execute(&self.pool)
         .await?;
-        self.dataset(&spec.layer, &spec.unit_id, &spec.name)
+        let dataset = self
+            .dataset(&spec.layer, &spec.unit_id, &spec.name)
             .await?
             .ok_or_else(|| Error::NotFound {
                 kind: "dataset",
                 name: spec.name.clone(),
-            })
+            })?;
+        self.reindex(dataset.id).await?;
+        Ok(dataset)
     }
 
     /// Looks a dataset up by `layer`, unit and name.
@@ -311,11 +318,28 @@ impl Catalog {
         row.map(|r| dataset_from_row(&r)).transpose()
     }
 
-    /// Lists datasets ordered by layer, unit and name, filtered and paged.
+    /// Lists datasets, filtered and paged: ordered by layer, unit and name, or by relevance
+    /// when the filter has search text (see [`Catalog::search`]).
     pub async fn datasets(&self, filter: &DatasetFilter) -> Result<Vec<Dataset>> {
+        if filter.search.is_some() {
+            let offset = usize::try_from(filter.offset.unwrap_or(0)).unwrap_or(0);
+            let limit = usize::try_from(filter.limit.unwrap_or(i64::MAX)).unwrap_or(usize::MAX);
+            let hits = self.search(filter).await?;
+            return Ok(hits
+                .into_iter()
+                .skip(offset)
+                .take(limit)
+                .map(|h| h.dataset)
+                .collect());
+        }
+        self.datasets_in_order(filter).await
+    }
+
+    /// The datasets matching a filter's criteria other than search, in name order, paged.
+    async fn datasets_in_order(&self, filter: &DatasetFilter) -> Result<Vec<Dataset>> {
         let sql = format!(
             "SELECT {DATASET_COLUMNS} FROM datasets WHERE {DATASET_FILTER}
-             ORDER BY layer, unit_id, name LIMIT $5 OFFSET $6"
+             ORDER BY layer, unit_id, name LIMIT $6 OFFSET $7"
         );
         let rows = bind_filter(sqlx::query(&sql), filter)
             .bind(filter.limit.unwrap_or(i64::MAX))
@@ -327,6 +351,9 @@ impl Catalog {
 
     /// How many datasets match a filter (paging ignored).
     pub async fn count_datasets(&self, filter: &DatasetFilter) -> Result<i64> {
+        if filter.search.is_some() {
+            return Ok(self.search(filter).await?.len() as i64);
+        }
         let sql = format!("SELECT COUNT(*) FROM datasets WHERE {DATASET_FILTER}");
         let row = bind_filter(sqlx::query(&sql), filter)
             .fetch_one(&self.pool)
@@ -334,10 +361,128 @@ impl Catalog {
         Ok(row.try_get(0)?)
     }
 
-    /// Counts of the datasets matching a filter, by unit, layer and open tier. Each facet ignores
-    /// its own criterion, so that the other values stay selectable.
+    /// Ranked search: the datasets matching the filter's other criteria whose words (see
+    /// [`crate::search`]) or text match the search text, best first. A dataset matches if it
+    /// shares a word with the query, or if its name, title, description or a field contains the
+    /// query as typed (so a fragment that is no word, like 户籍人, still finds 户籍人口). All of
+    /// them, unpaged.
+    pub async fn search(&self, filter: &DatasetFilter) -> Result<Vec<SearchHit>> {
+        let query = filter.search.as_deref().unwrap_or_default().trim();
+        let unpaged = DatasetFilter {
+            search: None,
+            limit: None,
+            offset: None,
+            ..filter.clone()
+        };
+        let candidates = self.datasets_in_order(&unpaged).await?;
+        if query.is_empty() {
+            return Ok(candidates
+                .into_iter()
+                .map(|dataset| SearchHit {
+                    dataset,
+                    score: 0.0,
+                })
+                .collect());
+        }
+        // Substring matches, as typed.
+        let sql = format!("SELECT id FROM datasets WHERE {DATASET_FILTER}");
+        let literal: std::collections::HashSet<i64> = bind_filter(sqlx::query(&sql), filter)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        // Word matches.
+        let terms = search::query_terms(query);
+        let mut df = vec![0i64; terms.len()];
+        let mut postings: std::collections::HashMap<i64, Vec<(usize, f64)>> =
+            std::collections::HashMap::new();
+        if !terms.is_empty() {
+            let placeholders = (1..=terms.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT dataset_id, term, weight FROM search_terms WHERE term IN ({placeholders})"
+            );
+            let mut q = sqlx::query(&sql);
+            for t in &terms {
+                q = q.bind(t.clone());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let term: String = r.try_get(1)?;
+                let Some(i) = terms.iter().position(|t| *t == term) else {
+                    continue;
+                };
+                df[i] += 1;
+                postings
+                    .entry(r.try_get(0)?)
+                    .or_default()
+                    .push((i, r.try_get(2)?));
+            }
+        }
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM datasets")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        let typed = search::normalize(query);
+        let mut hits: Vec<SearchHit> = candidates
+            .into_iter()
+            .filter_map(|dataset| {
+                let words = postings.get(&dataset.id).map(|p| search::score(p, &df, n));
+                let literal = literal.contains(&dataset.id);
+                if words.is_none() && !literal {
+                    return None;
+                }
+                let mut score = words.unwrap_or(0.0);
+                if literal {
+                    score += 1.0;
+                }
+                if search::normalize(&dataset.title).contains(&typed) {
+                    score += 2.0;
+                }
+                Some(SearchHit { dataset, score })
+            })
+            .collect();
+        hits.sort_by(|a, b| {
+            b.score.total_cmp(&a.score).then_with(|| {
+                (&a.dataset.layer, &a.dataset.unit_id, &a.dataset.name).cmp(&(
+                    &b.dataset.layer,
+                    &b.dataset.unit_id,
+                    &b.dataset.name,
+                ))
+            })
+        });
+        Ok(hits)
+    }
+
+    /// Counts of the datasets matching a filter, by unit, layer, open tier and topic. Each facet
+    /// ignores its own criterion, so that the other values stay selectable.
     pub async fn dataset_facets(&self, filter: &DatasetFilter) -> Result<DatasetFacets> {
+        let base = DatasetFilter {
+            limit: None,
+            offset: None,
+            ..filter.clone()
+        };
         let facet = |column: &'static str, f: DatasetFilter| async move {
+            if f.search.is_some() {
+                let mut counts: Vec<FacetValue> = Vec::new();
+                for hit in self.search(&f).await? {
+                    let d = &hit.dataset;
+                    let value = match column {
+                        "unit_id" => d.unit_id.clone(),
+                        "layer" => d.layer.clone(),
+                        "open_tier" => d.open_tier.as_str().to_string(),
+                        _ => d.meta.topic.clone(),
+                    };
+                    match counts.iter_mut().find(|c| c.value == value) {
+                        Some(c) => c.count += 1,
+                        None => counts.push(FacetValue { value, count: 1 }),
+                    }
+                }
+                counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+                return Ok::<_, Error>(counts);
+            }
             let sql = format!(
                 "SELECT {column}, COUNT(*) FROM datasets WHERE {DATASET_FILTER}
                  GROUP BY {column} ORDER BY COUNT(*) DESC, {column}"
@@ -354,11 +499,15 @@ impl Catalog {
                 })
                 .collect::<Result<Vec<_>>>()
         };
-        let base = DatasetFilter {
-            limit: None,
-            offset: None,
-            ..filter.clone()
-        };
+        let mut topics = facet(
+            "topic",
+            DatasetFilter {
+                topic: None,
+                ..base.clone()
+            },
+        )
+        .await?;
+        topics.retain(|t| !t.value.is_empty());
         Ok(DatasetFacets {
             units: facet(
                 "unit_id",
@@ -384,7 +533,88 @@ impl Catalog {
                 },
             )
             .await?,
+            topics,
         })
+    }
+
+    /// Sets a dataset's directory entry (identifier, topic, tags …).
+    pub async fn set_dataset_meta(&self, dataset_id: i64, meta: &DatasetMeta) -> Result<()> {
+        let list = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "UPDATE datasets SET identifier = $2, topic = $3, industry = $4, tags = $5,
+                 formats = $6, contact = $7, published_at = $8, source_updated_at = $9,
+                 declared_rows = $10, updated_at = $11
+             WHERE id = $1",
+        )
+        .bind(dataset_id)
+        .bind(&meta.identifier)
+        .bind(&meta.topic)
+        .bind(&meta.industry)
+        .bind(list(&meta.tags))
+        .bind(list(&meta.formats))
+        .bind(&meta.contact)
+        .bind(&meta.published_at)
+        .bind(&meta.source_updated_at)
+        .bind(meta.declared_rows)
+        .bind(format_ts(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        self.reindex(dataset_id).await
+    }
+
+    /// Records a catalog import and what it did.
+    pub async fn record_import(
+        &self,
+        report: &crate::directory::ImportReport,
+        options: &crate::directory::ImportOptions,
+    ) -> Result<i64> {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let row = sqlx::query(
+            "INSERT INTO catalog_imports (source, sha256, parent_unit, rows_read, entries, created,
+                 updated, repeated, rejected, report, imported_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        )
+        .bind(&report.source)
+        .bind(&options.sha256)
+        .bind(&options.parent)
+        .bind(count(report.rows_read))
+        .bind(count(report.entries))
+        .bind(count(report.created))
+        .bind(count(report.updated))
+        .bind(count(report.repeated))
+        .bind(report.rejected.len() as i64)
+        .bind(serde_json::to_string(report)?)
+        .bind(format_ts(Utc::now()))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Recomputes a dataset's search words from its entry and fields.
+    pub async fn reindex(&self, dataset_id: i64) -> Result<()> {
+        let Some(dataset) = self.dataset_by_id(dataset_id).await? else {
+            return Ok(());
+        };
+        let fields = self.fields(dataset_id).await?;
+        let mut terms: Vec<(String, f64)> = search::dataset_terms(&dataset, &fields)
+            .into_iter()
+            .collect();
+        terms.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM search_terms WHERE dataset_id = $1")
+            .bind(dataset_id)
+            .execute(&mut *tx)
+            .await?;
+        for (term, weight) in terms {
+            sqlx::query("INSERT INTO search_terms (dataset_id, term, weight) VALUES ($1, $2, $3)")
+                .bind(dataset_id)
+                .bind(term)
+                .bind(weight)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Totals over the whole catalog.
@@ -464,7 +694,7 @@ impl Catalog {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        self.reindex(dataset_id).await
     }
 
     /// Sets the business title and description of one field.
@@ -491,7 +721,7 @@ impl Catalog {
                 name: name.to_string(),
             });
         }
-        Ok(())
+        self.reindex(dataset_id).await
     }
 
     pub async fn fields(&self, dataset_id: i64) -> Result<Vec<Field>> {
@@ -676,33 +906,61 @@ impl Catalog {
 
     /// A dataset's check runs, newest first.
     pub async fn check_runs(&self, dataset_id: i64, limit: i64) -> Result<Vec<CheckRunRecord>> {
+        let sql = format!(
+            "SELECT {CHECK_RUN_COLUMNS} FROM check_runs WHERE dataset_id = $1
+             ORDER BY finished_at DESC, id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(dataset_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(check_run_from_row).collect()
+    }
+
+    /// Check runs of every dataset that finished in `[start, end)` (RFC 3339 text), oldest
+    /// first.
+    pub async fn check_runs_between(&self, start: &str, end: &str) -> Result<Vec<CheckRunRecord>> {
+        let sql = format!(
+            "SELECT {CHECK_RUN_COLUMNS} FROM check_runs WHERE finished_at >= $1 AND finished_at < $2
+             ORDER BY finished_at, id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(start)
+            .bind(end)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(check_run_from_row).collect()
+    }
+
+    /// Collection runs of every dataset that started in `[start, end)`, oldest first.
+    pub async fn runs_between(&self, start: &str, end: &str) -> Result<Vec<Run>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE started_at >= $1 AND started_at < $2
+             ORDER BY started_at, id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(start)
+            .bind(end)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// Each dataset's last successful run that finished before `end`.
+    pub async fn last_successes_before(
+        &self,
+        end: &str,
+    ) -> Result<std::collections::HashMap<i64, String>> {
         let rows = sqlx::query(
-            "SELECT id, check_run, dataset_id, table_version, rows_checked, rows_failed, scores,
-                    results, failures_version, started_at, finished_at
-             FROM check_runs WHERE dataset_id = $1 ORDER BY finished_at DESC, id DESC LIMIT $2",
+            "SELECT dataset_id, MAX(finished_at) FROM runs
+             WHERE status = 'succeeded' AND finished_at < $1 GROUP BY dataset_id",
         )
-        .bind(dataset_id)
-        .bind(limit)
+        .bind(end)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                let scores: String = r.try_get(6)?;
-                let results: String = r.try_get(7)?;
-                Ok(CheckRunRecord {
-                    id: r.try_get(0)?,
-                    check_run: r.try_get(1)?,
-                    dataset_id: r.try_get(2)?,
-                    table_version: r.try_get(3)?,
-                    rows_checked: r.try_get(4)?,
-                    rows_failed: r.try_get(5)?,
-                    scores: serde_json::from_str(&scores)?,
-                    results: serde_json::from_str(&results)?,
-                    failures_version: r.try_get(8)?,
-                    started_at: r.try_get(9)?,
-                    finished_at: r.try_get(10)?,
-                })
-            })
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
 
@@ -1058,7 +1316,26 @@ fn dataset_from_row(r: &AnyRow) -> Result<Dataset> {
         table_version: r.try_get("table_version")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        meta: DatasetMeta {
+            identifier: r.try_get("identifier")?,
+            topic: r.try_get("topic")?,
+            industry: r.try_get("industry")?,
+            tags: string_list(&r.try_get::<String, _>("tags")?),
+            formats: string_list(&r.try_get::<String, _>("formats")?),
+            contact: r.try_get("contact")?,
+            published_at: r.try_get("published_at")?,
+            source_updated_at: r.try_get("source_updated_at")?,
+            declared_rows: r.try_get("declared_rows")?,
+        },
     })
+}
+
+/// A list stored as a JSON array of strings; empty text is an empty list.
+fn string_list(text: &str) -> Vec<String> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| vec![text.to_string()])
 }
 
 fn delivered_from_row(r: &AnyRow) -> Result<DeliveredFile> {
@@ -1069,6 +1346,27 @@ fn delivered_from_row(r: &AnyRow) -> Result<DeliveredFile> {
         size: r.try_get(3)?,
         run_id: r.try_get(4)?,
         delivered_at: r.try_get(5)?,
+    })
+}
+
+const CHECK_RUN_COLUMNS: &str = "id, check_run, dataset_id, table_version, rows_checked, \
+     rows_failed, scores, results, failures_version, started_at, finished_at";
+
+fn check_run_from_row(r: &AnyRow) -> Result<CheckRunRecord> {
+    let scores: String = r.try_get(6)?;
+    let results: String = r.try_get(7)?;
+    Ok(CheckRunRecord {
+        id: r.try_get(0)?,
+        check_run: r.try_get(1)?,
+        dataset_id: r.try_get(2)?,
+        table_version: r.try_get(3)?,
+        rows_checked: r.try_get(4)?,
+        rows_failed: r.try_get(5)?,
+        scores: serde_json::from_str(&scores)?,
+        results: serde_json::from_str(&results)?,
+        failures_version: r.try_get(8)?,
+        started_at: r.try_get(9)?,
+        finished_at: r.try_get(10)?,
     })
 }
 

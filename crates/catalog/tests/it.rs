@@ -380,6 +380,210 @@ async fn exercise(catalog: &Catalog) {
         ),
         ("b2", "villages", "松江区村居委会")
     );
+
+    directory_search_and_report(catalog, ds.id).await;
+}
+
+/// A catalog sheet imported (departments matched to units by name or created under a parent),
+/// searched with Chinese words, and the operation report over runs and check runs.
+async fn directory_search_and_report(catalog: &Catalog, villages: i64) {
+    use reservoir_catalog::directory::{self, ImportOptions, Sheet, SheetRow};
+    let rows: &[&[&str]] = &[
+        &[
+            "目录编码",
+            "数据目录名称",
+            "数据提供方",
+            "所属主题",
+            "标签",
+            "信息项",
+            "开放状态",
+            "更新频率",
+            "数据量",
+        ],
+        &[
+            "TJ-001",
+            "全省户籍人口统计",
+            "区统计局",
+            "社会发展",
+            "人口,户籍",
+            "年份|户籍人口数",
+            "无条件开放",
+            "每年",
+            "40",
+        ],
+        &[
+            "RS-001",
+            "社保参保人员名录",
+            "区人社局",
+            "民生服务",
+            "社保",
+            "姓名|身份证号|参保状态",
+            "有条件开放",
+            "每月",
+            "十万",
+        ],
+    ];
+    let sheet = Sheet {
+        source: "目录.csv".into(),
+        rows: rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| SheetRow {
+                line: i as u64 + 1,
+                cells: r.iter().map(|c| c.to_string()).collect(),
+            })
+            .collect(),
+    };
+    let parsed = directory::parse(&sheet, None).unwrap();
+    let options = ImportOptions {
+        parent: Some("minzheng".into()),
+        sha256: "00".into(),
+    };
+    let report = catalog.import_directory(&parsed, &options).await.unwrap();
+    assert_eq!((report.created, report.updated), (2, 0));
+    assert_eq!(report.units_created, ["区人社局"], "区统计局 is tongji");
+    assert_eq!(report.warnings_total, 1, "十万 is no record count");
+    let again = catalog.import_directory(&parsed, &options).await.unwrap();
+    assert_eq!((again.created, again.updated), (0, 2));
+    let rs = catalog.unit("区人社局").await.unwrap().unwrap();
+    assert_eq!(rs.parent_id.as_deref(), Some("minzheng"));
+    let tj = catalog
+        .dataset(CATALOG_LAYER, "tongji", "tj_001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tj.title, "全省户籍人口统计");
+    assert_eq!(tj.meta.tags, ["人口", "户籍"]);
+    assert_eq!(tj.meta.declared_rows, Some(40));
+    assert_eq!((tj.open_tier, tj.sensitivity), (OpenTier::Open, 1));
+    assert_eq!(tj.update_frequency, UpdateFrequency::Yearly);
+    assert_eq!(
+        catalog
+            .fields(tj.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>(),
+        ["年份", "户籍人口数"]
+    );
+
+    // Ranked search over words: 人口 finds 户籍人口 (jieba splits it), a field's word finds its
+    // dataset, facets count the hits.
+    let search = |q: &str| DatasetFilter {
+        search: Some(q.into()),
+        ..DatasetFilter::default()
+    };
+    let hits = catalog.search(&search("户籍人口")).await.unwrap();
+    assert_eq!(hits[0].dataset.title, "全省户籍人口统计");
+    assert!(hits[0].score > 0.0);
+    let hits = catalog.datasets(&search("人口")).await.unwrap();
+    assert_eq!(hits[0].name, "tj_001");
+    let hits = catalog.datasets(&search("身份证号")).await.unwrap();
+    assert_eq!(
+        hits.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+        ["rs_001"]
+    );
+    let hits = catalog.datasets(&search("参保人员")).await.unwrap();
+    assert_eq!(hits[0].name, "rs_001");
+    assert_eq!(
+        catalog.count_datasets(&search("户籍 村居")).await.unwrap(),
+        2
+    );
+    let facets = catalog.dataset_facets(&search("户籍 村居")).await.unwrap();
+    assert_eq!(
+        facets.topics,
+        [FacetValue {
+            value: "社会发展".into(),
+            count: 1
+        }]
+    );
+    let by_topic = DatasetFilter {
+        topic: Some("民生服务".into()),
+        ..DatasetFilter::default()
+    };
+    assert_eq!(catalog.count_datasets(&by_topic).await.unwrap(), 1);
+    assert!(
+        catalog
+            .datasets(&search("没有这个词"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The operation report: villages was collected (b1 loaded 386 rows, b2 failed) and checked.
+    let now = chrono::Utc::now();
+    catalog
+        .record_check_run(&CheckRunRecord {
+            id: 0,
+            check_run: "c1".into(),
+            dataset_id: villages,
+            table_version: 1,
+            rows_checked: 386,
+            rows_failed: 38,
+            scores: serde_json::json!({"validity": 90.0, "completeness": 100.0}),
+            results: serde_json::json!([{
+                "rule": "code_format", "check": "regex", "dimension": "validity",
+                "columns": ["code"], "checked": 386, "failed": 38, "noted": 0,
+                "examples": [{"key": "code=3101170", "column": "code", "value": "3101170", "reason": "does not match"}]
+            }]),
+            failures_version: Some(1),
+            started_at: format_ts(now),
+            finished_at: format_ts(now),
+        })
+        .await
+        .unwrap();
+    let month = reservoir_catalog::report::Month::of(now);
+    let r = catalog
+        .operation_report("minzheng", month, now)
+        .await
+        .unwrap();
+    assert_eq!((r.datasets.cataloged, r.datasets.collected), (1, 1));
+    assert_eq!(
+        (r.rows.loaded, r.rows.runs, r.rows.failed_runs),
+        (386, 2, 1)
+    );
+    assert_eq!((r.freshness.expected, r.freshness.on_time), (1, 1));
+    assert_eq!(r.quality.overall, Some(95.0));
+    assert_eq!(r.quality.scores["validity"], 90.0);
+    assert_eq!(r.quality.top_rules[0].failed, 38);
+    assert_eq!(
+        r.quality.top_rules[0].examples[0].value.as_deref(),
+        Some("3101170")
+    );
+    assert_eq!(r.quality.trend.len(), 6);
+    assert_eq!(r.quality.trend.last().unwrap().score, Some(95.0));
+    assert_eq!(
+        r.ranking
+            .iter()
+            .map(|u| (u.unit_id.as_str(), u.rank))
+            .collect::<Vec<_>>(),
+        [("minzheng", 1), ("tongji", 2), ("区人社局", 3)]
+    );
+    let tongji = catalog
+        .operation_report("tongji", month, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (tongji.datasets.cataloged, tongji.datasets.collected),
+        (2, 0)
+    );
+    assert_eq!(tongji.datasets.collection_rate, Some(0.0));
+    assert_eq!(tongji.quality.overall, None);
+    // An earlier month has none of it.
+    let before = catalog
+        .operation_report("minzheng", month.previous().previous(), now)
+        .await
+        .unwrap();
+    assert_eq!((before.datasets.cataloged, before.rows.runs), (0, 0));
+    let html = reservoir_catalog::report::render_html(&r, Default::default());
+    assert!(html.contains("区民政局") && html.contains("<svg"));
+    let csv = reservoir_catalog::report::render_csv(&r);
+    assert_eq!(csv.lines().count(), 2);
+    assert!(matches!(
+        catalog.operation_report("nobody", month, now).await,
+        Err(Error::NotFound { kind: "unit", .. })
+    ));
 }
 
 #[tokio::test]
@@ -392,7 +596,7 @@ async fn catalog_on_sqlite() {
     catalog.close().await;
     // Reopening runs no migration twice and keeps the data.
     let catalog = Catalog::connect(&url).await.unwrap();
-    assert_eq!(catalog.units().await.unwrap().len(), 2);
+    assert_eq!(catalog.units().await.unwrap().len(), 3);
     catalog.close().await;
 }
 
@@ -404,7 +608,7 @@ async fn catalog_on_postgres() {
     exercise(&catalog).await;
     catalog.close().await;
     let catalog = Catalog::connect(&db.url).await.unwrap();
-    assert_eq!(catalog.units().await.unwrap().len(), 2);
+    assert_eq!(catalog.units().await.unwrap().len(), 3);
     catalog.close().await;
     db.drop_db().await;
 }

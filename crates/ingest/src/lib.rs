@@ -25,6 +25,7 @@ pub mod json;
 pub mod nats;
 pub mod reader;
 pub mod receipt;
+pub mod sheet;
 pub mod source;
 pub mod value;
 

@@ -6,6 +6,7 @@ pub mod collect;
 pub mod demo;
 pub mod init;
 pub mod receipt;
+pub mod report;
 pub mod serve;
 pub mod sql;
 pub mod synth;

@@ -51,6 +51,8 @@ enum Command {
     Synth(cmd::synth::Args),
     /// Run datasets' quality rules (rules/<unit>/<dataset>.yaml) and record the results.
     Check(cmd::check::Args),
+    /// A unit's monthly operation report (运营报告): HTML, JSON or CSV.
+    Report(cmd::report::Args),
     /// Signed delivery receipts: show a run's, verify one.
     #[command(subcommand)]
     Receipt(cmd::receipt::Command),
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
             Command::Catalog(c) => cmd::catalog::run(home, c).await,
             Command::Receipt(c) => cmd::receipt::run(home, c).await,
             Command::Check(args) => cmd::check::run(home, args).await,
+            Command::Report(args) => cmd::report::run(home, args).await,
             Command::Synth(args) => cmd::synth::run(home, args).await,
         }
     });

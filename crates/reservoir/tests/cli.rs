@@ -765,3 +765,320 @@ fn check_finds_exactly_the_injected_defects() {
     assert!(String::from_utf8_lossy(&all.stdout).contains("raw.gongan.people  version"));
     assert!(String::from_utf8_lossy(&all.stderr).contains("error: checking gongan.firms"));
 }
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+/// The three real open-data catalog crawls import with every row accounted for, departments as
+/// units; re-importing updates instead of duplicating; search finds Chinese words; the export
+/// reads back.
+#[test]
+fn catalog_imports_the_real_crawls_and_exports_what_it_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    ok(&reservoir(&home, &["init"]));
+    let import = |file: &str, parent: &str, name: &str| {
+        let path = shared_data(&format!("catalogs/{file}"));
+        json(&reservoir(
+            &home,
+            &[
+                "catalog",
+                "import",
+                path.to_str().unwrap(),
+                "--parent",
+                parent,
+                "--parent-name",
+                name,
+                "--json",
+            ],
+        ))
+    };
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap();
+    let balanced = |v: &serde_json::Value| {
+        assert_eq!(
+            n(v, "rows_read"),
+            n(v, "entries")
+                + n(v, "header_rows")
+                + n(v, "blank_rows")
+                + v["rejected"].as_array().unwrap().len() as u64,
+            "{v:#}"
+        );
+        assert_eq!(n(v, "entries"), n(v, "datasets") + n(v, "repeated"));
+    };
+
+    // Guizhou: 460 datasets from 48 departments; the row of Chinese labels under the keys is
+    // recognized.
+    let gz = import(
+        "cn_guizhou_opendata_catalog_2016_crawl.csv",
+        "guizhou",
+        "贵州省",
+    );
+    balanced(&gz);
+    assert_eq!(
+        (
+            n(&gz, "rows_read"),
+            n(&gz, "header_rows"),
+            n(&gz, "entries")
+        ),
+        (461, 1, 460)
+    );
+    assert_eq!((n(&gz, "datasets"), n(&gz, "created")), (460, 460));
+    assert_eq!(gz["units_created"].as_array().unwrap().len(), 48);
+    assert!(gz["rejected"].as_array().unwrap().is_empty());
+    let unmapped: Vec<&str> = gz["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["target"].is_null())
+        .map(|c| c["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(unmapped, ["list", "topicId", "orgId", "dataType"]);
+
+    // Foshan: 793 records — two crawls joined, the second with its header again and the
+    // columns in another order, each entry crawled six times: 67 datasets of 21 departments.
+    let fs = import(
+        "cn_foshan_opendata_catalog_2017_crawl.csv",
+        "foshan",
+        "佛山市",
+    );
+    balanced(&fs);
+    assert_eq!(
+        (
+            n(&fs, "rows_read"),
+            n(&fs, "header_rows"),
+            n(&fs, "entries")
+        ),
+        (793, 1, 792)
+    );
+    assert_eq!((n(&fs, "datasets"), n(&fs, "repeated")), (67, 725));
+    assert_eq!(fs["units_created"].as_array().unwrap().len(), 21);
+
+    // Harbin: 810 entries under a blank second row, 138 distinct datasets.
+    let hrb = import(
+        "cn_harbin_opendata_catalog_crawl.xlsx",
+        "harbin",
+        "哈尔滨市",
+    );
+    balanced(&hrb);
+    assert_eq!(
+        (
+            n(&hrb, "rows_read"),
+            n(&hrb, "blank_rows"),
+            n(&hrb, "entries")
+        ),
+        (811, 1, 810)
+    );
+    assert_eq!(n(&hrb, "datasets"), 138);
+
+    // The departments are units under their province or city.
+    let units: Vec<serde_json::Value> =
+        serde_json::from_value(json(&reservoir(&home, &["catalog", "units", "--json"]))).unwrap();
+    let tjj = units
+        .iter()
+        .find(|u| u["name"] == "贵州省统计局")
+        .expect("贵州省统计局 is a unit");
+    assert_eq!(tjj["parent_id"], "guizhou");
+    assert!(units.iter().any(|u| u["name"] == "市交通运输局（市公路局）"
+        && u["id"] == "市交通运输局_市公路局"
+        && u["parent_id"] == "foshan"));
+
+    // Re-importing updates the same datasets.
+    let again = import(
+        "cn_guizhou_opendata_catalog_2016_crawl.csv",
+        "guizhou",
+        "贵州省",
+    );
+    assert_eq!((n(&again, "created"), n(&again, "updated")), (0, 460));
+    assert!(again["units_created"].as_array().unwrap().is_empty());
+
+    // What an entry carries.
+    let all = json(&reservoir(&home, &["catalog", "datasets", "--json"]));
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 460 + 67 + 138);
+    let pop = all.iter().find(|d| d["title"] == "全省户籍人口").unwrap();
+    assert_eq!(pop["layer"], "catalog");
+    assert_eq!(pop["unit_id"], "贵州省统计局");
+    assert_eq!(pop["identifier"], "1474441961919");
+    assert_eq!(pop["topic"], "社会发展");
+    assert_eq!(
+        pop["open_tier"], "closed",
+        "the Guizhou crawl has no open tier column"
+    );
+    assert_eq!(pop["formats"], serde_json::json!(["xlsx"]));
+    let tax = all
+        .iter()
+        .find(|d| d["identifier"] == "FS_KF_ZW_SDSJ_001")
+        .unwrap();
+    assert_eq!(tax["title"], "地税税务登记信息");
+    assert_eq!(tax["open_tier"], "open");
+    assert_eq!(tax["sensitivity"], 1);
+    assert_eq!(tax["declared_rows"], 121821);
+    assert_eq!(tax["source_updated_at"], "2018-02-07 00:02:16");
+    assert!(
+        tax["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("地税税务登记信息")
+    );
+    let show = json(&reservoir(
+        &home,
+        &[
+            "catalog",
+            "show",
+            &format!(
+                "catalog.{}.{}",
+                tax["unit_id"].as_str().unwrap(),
+                tax["name"].as_str().unwrap()
+            ),
+            "--json",
+        ],
+    ));
+    let items: Vec<&str> = show["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(items.len(), 16);
+    assert_eq!(items[2], "纳税人识别号");
+
+    // Search segments Chinese: 户籍人口 is found by 人口, ranked by relevance, and a word of an
+    // information item finds its dataset.
+    let hits = json(&reservoir(
+        &home,
+        &["catalog", "datasets", "--search", "户籍人口", "--json"],
+    ));
+    assert_eq!(hits[0]["title"], "全省户籍人口", "{hits:#}");
+    let hits = json(&reservoir(
+        &home,
+        &["catalog", "datasets", "--search", "纳税人识别号", "--json"],
+    ));
+    assert!(
+        hits.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["identifier"] == "FS_KF_ZW_SDSJ_001")
+    );
+    let hits = json(&reservoir(
+        &home,
+        &["catalog", "datasets", "--search", "药店 名录", "--json"],
+    ));
+    assert!(
+        hits[0]["title"].as_str().unwrap().contains("药店"),
+        "{:#}",
+        hits[0]
+    );
+
+    // Export reads back: CSV and XLSX give the same datasets in a fresh home.
+    for ext in ["csv", "xlsx"] {
+        let file = dir.path().join(format!("目录.{ext}"));
+        ok(&reservoir(
+            &home,
+            &[
+                "catalog",
+                "export",
+                "--layer",
+                "catalog",
+                "-o",
+                file.to_str().unwrap(),
+            ],
+        ));
+        let fresh = dir.path().join(format!("fresh-{ext}"));
+        ok(&reservoir(&fresh, &["init"]));
+        let back = json(&reservoir(
+            &fresh,
+            &["catalog", "import", file.to_str().unwrap(), "--json"],
+        ));
+        balanced(&back);
+        assert_eq!(n(&back, "datasets"), 665, "{ext}");
+        assert_eq!(n(&back, "repeated"), 0, "{ext}");
+        let unmapped: Vec<&str> = back["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["target"].is_null())
+            .map(|c| c["column"].as_str().unwrap())
+            .collect();
+        assert_eq!(unmapped, ["数据集", "已归集行数"], "{ext}");
+        let copy = json(&reservoir(&fresh, &["catalog", "datasets", "--json"]));
+        let copied = copy
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["identifier"] == "FS_KF_ZW_SDSJ_001")
+            .unwrap();
+        for key in [
+            "title",
+            "description",
+            "topic",
+            "tags",
+            "open_tier",
+            "declared_rows",
+            "source_updated_at",
+            "update_frequency",
+        ] {
+            assert_eq!(copied[key], tax[key], "{ext}: {key}");
+        }
+    }
+
+    // DCAT: one dcat:Dataset per dataset, with access rights from the open tier.
+    let file = dir.path().join("catalog.jsonld");
+    ok(&reservoir(
+        &home,
+        &[
+            "catalog",
+            "export",
+            "-o",
+            file.to_str().unwrap(),
+            "--base-url",
+            "https://data.example.gov.cn",
+        ],
+    ));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let graph = doc["@graph"].as_array().unwrap();
+    let datasets: Vec<&serde_json::Value> = graph
+        .iter()
+        .filter(|n| n["@type"] == "dcat:Dataset")
+        .collect();
+    assert_eq!(datasets.len(), 665);
+    let tax_node = datasets
+        .iter()
+        .find(|d| d["dct:identifier"] == "FS_KF_ZW_SDSJ_001")
+        .unwrap();
+    assert_eq!(
+        tax_node["dct:accessRights"]["@id"],
+        "http://publications.europa.eu/resource/authority/access-right/PUBLIC"
+    );
+    // The file is RDF that a real parser reads: rdflib counts the same datasets.
+    let py = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, rdflib\n\
+             g = rdflib.Graph().parse(sys.argv[1], format='json-ld')\n\
+             DCAT = rdflib.Namespace('http://www.w3.org/ns/dcat#')\n\
+             print(len(set(g.subjects(rdflib.RDF.type, DCAT.Dataset))))",
+        )
+        .arg(&file)
+        .output()
+        .expect("python3");
+    assert!(
+        py.status.success(),
+        "rdflib could not read the DCAT export (install tests/e2e/requirements.txt): {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "665");
+
+    // Errors name the file and what was expected.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "a,b\n1,2\n").unwrap();
+    let err = fails(&reservoir(
+        &home,
+        &["catalog", "import", bad.to_str().unwrap()],
+    ));
+    assert!(
+        err.contains("bad.csv") && err.contains("数据目录名称"),
+        "{err}"
+    );
+}

@@ -2,6 +2,7 @@
 
 mod catalog;
 mod query;
+mod report;
 mod sources;
 mod upload;
 
@@ -28,6 +29,7 @@ timeout (408), payload_too_large (413) and internal (500).",
         catalog::stats,
         catalog::units,
         catalog::unit,
+        report::report,
         catalog::systems,
         catalog::datasets,
         catalog::dataset,
@@ -63,6 +65,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .route("/stats", get(catalog::stats))
         .route("/units", get(catalog::units))
         .route("/units/{id}", get(catalog::unit))
+        .route("/units/{id}/report", get(report::report))
         .route("/systems", get(catalog::systems))
         .route("/datasets", get(catalog::datasets))
         .route("/datasets/{layer}/{unit}/{name}", get(catalog::dataset))

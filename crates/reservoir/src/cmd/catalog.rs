@@ -1,8 +1,10 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
-use reservoir_catalog::{Catalog, Dataset, DatasetFilter};
+use anyhow::{Context, Result, bail};
+use reservoir_catalog::directory::{self, Entry, ImportOptions, ImportReport};
+use reservoir_catalog::{Catalog, Dataset, DatasetFilter, NewUnit};
+use sha2::Digest;
 
 use crate::home::{self, Home};
 use crate::print;
@@ -22,11 +24,54 @@ pub enum Command {
         /// Only this layer's datasets.
         #[arg(long)]
         layer: Option<String>,
-        /// Only datasets whose name, title or description contains this text.
+        /// Only datasets of this topic (主题).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Search: the text is segmented into words (Chinese too) and matched against names,
+        /// titles, descriptions, tags, topics and fields; the best matches come first.
         #[arg(long)]
         search: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Import a catalog spreadsheet (a unit's 资源目录, or an open-data portal's catalog), CSV
+    /// or XLSX: departments become units, entries datasets of the `catalog` layer (or update
+    /// the dataset with the same identifier). Columns are matched by meaning; what did not map
+    /// is reported.
+    Import {
+        file: PathBuf,
+        /// Sheet name or 1-based number of a workbook (the first by default).
+        #[arg(long)]
+        sheet: Option<String>,
+        /// The providing department, for a sheet without such a column.
+        #[arg(long)]
+        unit: Option<String>,
+        /// Place new units under this unit (created if missing, named by --parent-name).
+        #[arg(long)]
+        parent: Option<String>,
+        #[arg(long, requires = "parent")]
+        parent_name: Option<String>,
+        /// Read and report, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export the catalog: CSV (UTF-8 with BOM, opens in Excel), XLSX, or DCAT 3 JSON-LD. The
+    /// spreadsheet columns are the ones `catalog import` reads back.
+    Export {
+        /// Output file; its extension (.csv, .xlsx, .jsonld) picks the format.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Only this unit's datasets.
+        #[arg(long)]
+        unit: Option<String>,
+        /// Only this layer's datasets.
+        #[arg(long)]
+        layer: Option<String>,
+        /// Base URL of the DCAT identifiers.
+        #[arg(long, default_value = "http://localhost:8080")]
+        base_url: String,
     },
     /// Show one dataset: schema, profile, recent runs.
     Show {
@@ -96,12 +141,14 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
         Command::Datasets {
             unit,
             layer,
+            topic,
             search,
             json,
         } => {
             let filter = DatasetFilter {
                 unit_id: unit,
                 layer,
+                topic,
                 search,
                 ..DatasetFilter::default()
             };
@@ -110,12 +157,11 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
                 println!("{}", serde_json::to_string_pretty(&datasets)?);
             } else {
                 for d in datasets {
-                    println!(
-                        "{:<40} {:>10} rows  {}",
-                        d.qualified_name(),
-                        d.row_count,
-                        d.title
-                    );
+                    let rows = match d.table_version {
+                        Some(_) => format!("{} rows", d.row_count),
+                        None => "not collected".to_string(),
+                    };
+                    println!("{:<40} {:>14}  {}", d.qualified_name(), rows, d.title);
                 }
             }
         }
@@ -190,6 +236,109 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
                 }
             }
         }
+        Command::Import {
+            file,
+            sheet,
+            unit,
+            parent,
+            parent_name,
+            dry_run,
+            json,
+        } => {
+            let sheet = reservoir_ingest::sheet::read_sheet(&file, sheet.as_deref())?;
+            let parsed = directory::parse(&sheet, unit.as_deref())?;
+            let report = if dry_run {
+                parsed.report
+            } else {
+                if let Some(p) = &parent
+                    && catalog.unit(p).await?.is_none()
+                {
+                    catalog
+                        .upsert_unit(&NewUnit {
+                            id: p.clone(),
+                            name: parent_name.clone().unwrap_or_else(|| p.clone()),
+                            ..NewUnit::default()
+                        })
+                        .await?;
+                }
+                let bytes =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let options = ImportOptions {
+                    parent,
+                    sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+                };
+                catalog.import_directory(&parsed, &options).await?
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_import(&report, dry_run);
+            }
+        }
+        Command::Export {
+            out,
+            unit,
+            layer,
+            base_url,
+        } => {
+            let filter = DatasetFilter {
+                unit_id: unit,
+                layer,
+                ..DatasetFilter::default()
+            };
+            let datasets = catalog.datasets(&filter).await?;
+            let units = catalog.units().await?;
+            let ext = out
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_default();
+            match ext.as_str() {
+                "jsonld" | "json" => {
+                    let doc = reservoir_catalog::dcat::catalog_jsonld(
+                        "数据资源目录",
+                        &base_url,
+                        &units,
+                        &datasets,
+                    );
+                    std::fs::write(&out, serde_json::to_string_pretty(&doc)?)
+                        .with_context(|| format!("writing {}", out.display()))?;
+                }
+                "csv" | "xlsx" => {
+                    let mut rows = Vec::with_capacity(datasets.len());
+                    for d in &datasets {
+                        let unit_name = units
+                            .iter()
+                            .find(|u| u.id == d.unit_id)
+                            .map(|u| u.name.clone())
+                            .unwrap_or_else(|| d.unit_id.clone());
+                        let fields = catalog.fields(d.id).await?;
+                        let mut row =
+                            directory::export_row(&Entry::from_dataset(d, &unit_name, &fields));
+                        row.push(d.qualified_name());
+                        row.push(if d.table_version.is_some() {
+                            d.row_count.to_string()
+                        } else {
+                            String::new()
+                        });
+                        rows.push(row);
+                    }
+                    let mut header = directory::export_header();
+                    header.push("数据集".into());
+                    header.push("已归集行数".into());
+                    if ext == "csv" {
+                        write_csv(&out, &header, &rows)?;
+                    } else {
+                        write_xlsx(&out, &header, &rows)?;
+                    }
+                }
+                _ => bail!(
+                    "{}: the extension picks the format; expected .csv, .xlsx or .jsonld",
+                    out.display()
+                ),
+            }
+            println!("exported {} datasets to {}", datasets.len(), out.display());
+        }
         Command::Drift { dataset, json } => {
             let d = find_dataset(catalog, &dataset).await?;
             let events = catalog.drift_events(d.id).await?;
@@ -222,4 +371,110 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
     }
     catalog.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_import(r: &ImportReport, dry_run: bool) {
+    println!(
+        "{} {}: {} rows read = {} entries + {} header/label rows + {} blank + {} rejected",
+        if dry_run {
+            "read (dry run)"
+        } else {
+            "imported"
+        },
+        r.source,
+        r.rows_read,
+        r.entries,
+        r.header_rows,
+        r.blank_rows,
+        r.rejected.len()
+    );
+    if dry_run {
+        println!(
+            "  {} datasets ({} repeated entries)",
+            r.datasets, r.repeated
+        );
+    } else {
+        println!(
+            "  {} datasets ({} repeated entries): {} created, {} updated; {} units created",
+            r.datasets,
+            r.repeated,
+            r.created,
+            r.updated,
+            r.units_created.len()
+        );
+    }
+    let mapped: Vec<String> = r
+        .columns
+        .iter()
+        .filter_map(|c| c.target.map(|t| format!("{} → {}", c.column, t.as_str())))
+        .collect();
+    println!("  columns read: {}", mapped.join(", "));
+    // Not imported, grouped by why.
+    let mut why: Vec<(&str, Vec<&str>)> = Vec::new();
+    for c in r.unmapped() {
+        let name = if c.column.is_empty() {
+            "(no header)"
+        } else {
+            c.column.as_str()
+        };
+        match why.iter_mut().find(|(note, _)| *note == c.note) {
+            Some((_, cols)) => cols.push(name),
+            None => why.push((c.note.as_str(), vec![name])),
+        }
+    }
+    for (note, cols) in why {
+        println!("  columns not imported ({note}): {}", cols.join(", "));
+    }
+    for w in &r.warnings {
+        println!(
+            "  warning: line {} column {:?} value {:?}: {}",
+            w.line, w.column, w.value, w.message
+        );
+    }
+    if r.warnings_total > r.warnings.len() as u64 {
+        println!(
+            "  … {} more warnings (--json lists the first {})",
+            r.warnings_total - r.warnings.len() as u64,
+            r.warnings.len()
+        );
+    }
+    for x in &r.rejected {
+        println!("  rejected: line {}: {}", x.line, x.reason);
+    }
+}
+
+fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    // A BOM, so that Excel reads the file as UTF-8 rather than the system code page.
+    std::io::Write::write_all(&mut out, "\u{feff}".as_bytes())?;
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(header)?;
+    for r in rows {
+        w.write_record(r)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn write_xlsx(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<()> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet.set_name("数据资源目录")?;
+    let bold = rust_xlsxwriter::Format::new().set_bold();
+    for (c, h) in header.iter().enumerate() {
+        sheet.write_string_with_format(0, c as u16, h, &bold)?;
+    }
+    for (r, row) in rows.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            if !v.is_empty() {
+                sheet.write_string(r as u32 + 1, c as u16, v)?;
+            }
+        }
+    }
+    sheet.set_freeze_panes(1, 0)?;
+    book.save(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }

@@ -125,10 +125,13 @@ pub(crate) async fn systems(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct DatasetsQuery {
-    /// Text to find in names, titles, descriptions and field names (Chinese works as typed).
+    /// Search text: segmented into words (Chinese too) and matched against names, titles,
+    /// descriptions, tags, topics and fields; results come best first.
     q: Option<String>,
     unit: Option<String>,
     layer: Option<String>,
+    /// Only datasets of this topic (主题).
+    topic: Option<String>,
     /// open, conditional or closed.
     open_tier: Option<String>,
     /// Page size, 1–500 (default 50).
@@ -174,6 +177,7 @@ pub(crate) async fn datasets(
         unit_id: q.unit.filter(|s| !s.is_empty()),
         layer: q.layer.filter(|s| !s.is_empty()),
         open_tier,
+        topic: q.topic.filter(|s| !s.is_empty()),
         search: q.q.filter(|s| !s.trim().is_empty()),
         limit: Some(limit),
         offset: Some(offset),

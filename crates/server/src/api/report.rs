@@ -1,0 +1,81 @@
+//! The monthly operation report (运营报告) of a unit.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use reservoir_catalog::report::{self, Lang, Month, OperationReport};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::{ApiError, ApiResult};
+use crate::{ApiPath, ApiQuery, AppState};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReportQuery {
+    /// The month, YYYY-MM (default: this month).
+    month: Option<String>,
+    /// json (default), html (a printable page) or csv (the dataset lines).
+    format: Option<String>,
+    /// zh (default) or en, for html.
+    lang: Option<String>,
+}
+
+/// A unit's operation report for a month: datasets cataloged and collected, rows and growth,
+/// freshness against the declared update frequencies, quality scores with their six-month trend
+/// and the rules failing most, every dataset's line, and the units ranked.
+#[utoipa::path(
+    get,
+    path = "/api/v1/units/{id}/report",
+    tag = "catalog",
+    params(("id" = String, Path, description = "Unit id"), ReportQuery),
+    responses(
+        (status = 200, body = OperationReport, description = "JSON; text/html or text/csv with format=html or csv"),
+        (status = 400, body = crate::ErrorBody),
+        (status = 404, body = crate::ErrorBody)
+    )
+)]
+pub(crate) async fn report(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ReportQuery>,
+) -> ApiResult<Response> {
+    let now = chrono::Utc::now();
+    let month: Month = match q.month.as_deref().filter(|m| !m.is_empty()) {
+        Some(m) => m.parse()?,
+        None => Month::of(now),
+    };
+    let lang: Lang = match q.lang.as_deref().filter(|l| !l.is_empty()) {
+        Some(l) => l.parse()?,
+        None => Lang::Zh,
+    };
+    let r = state.catalog().operation_report(&id, month, now).await?;
+    let filename = |ext: &str| {
+        format!(
+            "attachment; filename=\"report-{}-{}.{ext}\"",
+            r.unit.id.escape_default(),
+            r.month
+        )
+    };
+    Ok(match q.format.as_deref().unwrap_or("json") {
+        "json" => axum::Json(r).into_response(),
+        "html" => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            report::render_html(&r, lang),
+        )
+            .into_response(),
+        "csv" => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (header::CONTENT_DISPOSITION, filename("csv")),
+            ],
+            report::render_csv(&r),
+        )
+            .into_response(),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "format {other:?}: expected json, html or csv"
+            )));
+        }
+    })
+}
