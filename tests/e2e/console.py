@@ -5,10 +5,15 @@ usage: console.py BASE_URL SCREENSHOT_DIR
 
 Expects a server over the demo home (`reservoir demo`). Walks the home page, the language switch,
 a Chinese catalog search, a dataset page, the SQL workbench (with CSV download), an upload of a
-GBK CSV and the quarantined rows it produced. Saves a screenshot of every page. Exits non-zero on
-the first failed check or on any JavaScript error in the page.
+GBK CSV and the quarantined rows it produced, and the operation report of every unit. Saves a
+screenshot of every page. Exits non-zero on the first failed check or on any JavaScript error in
+the page.
 """
+import datetime
+import json
 import os
+import urllib.parse
+import urllib.request
 import sys
 import tempfile
 
@@ -119,6 +124,26 @@ def main(base, shots):
         expect(q).to_contain_text("方松街道,不详")
         expect(q).to_contain_text("常住人口")
         page.screenshot(path=f"{shots}/07-quarantine.png", full_page=True)
+
+        # The operation report of every demo unit, in the console's frame; then its CSV.
+        units = json.loads(urllib.request.urlopen(f"{base}/api/v1/units").read())
+        assert len(units) >= 5, units
+        month = datetime.date.today().strftime("%Y-%m")
+        for unit in units:
+            ready(f"#/report?unit={urllib.parse.quote(unit['id'])}&month={month}")
+            frame = page.frame_locator("[data-testid=report-frame]")
+            expect(frame.locator("h1")).to_contain_text(unit["name"])
+            expect(frame.locator("h1")).to_contain_text("数据运营报告")
+            expect(frame.locator("body")).to_contain_text("单位排名")
+            expect(frame.locator("svg").first).to_be_visible()
+            if unit["id"] == "minzheng":
+                expect(frame.locator("body")).to_contain_text("松江区村居委会")
+                page.screenshot(path=f"{shots}/08-report.png", full_page=True)
+                with page.expect_download() as dl:
+                    page.get_by_test_id("report-csv").click()
+                lines = open(dl.value.path(), encoding="utf-8-sig").read().splitlines()
+                assert lines[0].startswith("unit,unit_name,month,dataset"), lines[:1]
+                assert any("raw.minzheng.villages" in l for l in lines), lines
 
         browser.close()
     if errors:

@@ -721,11 +721,12 @@ fn bar_chart(title: &str, bars: &[(String, Option<f64>, bool)]) -> String {
 fn trend_chart(title: &str, points: &[TrendPoint]) -> String {
     let col = 70;
     let h = 160;
+    let top = 20;
     let w = points.len() * col + 20;
     let mut svg = format!(
         r#"<svg role="img" aria-label="{t}" viewBox="0 0 {w} {vh}" width="100%" style="max-width:{w}px">"#,
         t = esc(title),
-        vh = h + 40
+        vh = h + top + 40
     );
     for (i, p) in points.iter().enumerate() {
         let x = i * col + 20;
@@ -734,23 +735,23 @@ fn trend_chart(title: &str, points: &[TrendPoint]) -> String {
             let _ = write!(
                 svg,
                 r##"<rect x="{x}" y="{y}" width="40" height="{bh}" fill="#2e6da4"/><text x="{tx}" y="{vy}" text-anchor="middle" font-size="12">{v:.1}</text>"##,
-                y = h - bh + 10,
+                y = top + h - bh,
                 tx = x + 20,
-                vy = h - bh + 6,
+                vy = top + h - bh - 4,
             );
         } else {
             let _ = write!(
                 svg,
                 r##"<text x="{tx}" y="{y}" text-anchor="middle" font-size="12" fill="#888">—</text>"##,
                 tx = x + 20,
-                y = h + 6,
+                y = top + h - 4,
             );
         }
         let _ = write!(
             svg,
             r#"<text x="{tx}" y="{y}" text-anchor="middle" font-size="12">{m}</text>"#,
             tx = x + 20,
-            y = h + 28,
+            y = top + h + 20,
             m = esc(&p.month),
         );
     }
@@ -793,8 +794,11 @@ pub fn render_html(r: &OperationReport, lang: Lang) -> String {
         "<header><h1>{}</h1><div class=\"meta\">{} {} – {} · {} {}</div></header>",
         esc(&title),
         t(lang, "统计期间", "Period"),
-        esc(&r.period_start[..10.min(r.period_start.len())]),
-        esc(&r.period_end[..10.min(r.period_end.len())]),
+        esc(r.period_start.get(..10).unwrap_or(&r.period_start)),
+        // The period is [start, end); the last day is the one before `end`.
+        parse_ts(&r.period_end)
+            .map(|e| (e - chrono::Duration::days(1)).date_naive().to_string())
+            .unwrap_or_else(|_| r.period_end.clone()),
         t(lang, "生成于", "generated"),
         esc(&r.generated_at),
     );

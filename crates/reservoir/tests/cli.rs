@@ -109,6 +109,50 @@ fn demo_collects_everything_and_answers_the_villages_question() {
     assert_eq!(runs.len(), 6);
     assert!(runs.iter().all(|r| r["status"] == "succeeded"));
 
+    // The operation report of every unit, in each format; the villages' checks count.
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let units: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&reservoir(&home, &["catalog", "units", "--json"]))).unwrap();
+    assert_eq!(units.len(), 5);
+    for u in &units {
+        let id = u["id"].as_str().unwrap();
+        let html = ok(&reservoir(
+            &home,
+            &["report", "--unit", id, "--month", &month],
+        ));
+        assert!(html.starts_with("<!doctype html>"), "{id}");
+        assert!(
+            html.contains(u["name"].as_str().unwrap()) && html.contains("<svg"),
+            "{id}"
+        );
+    }
+    let r: serde_json::Value = serde_json::from_str(&ok(&reservoir(
+        &home,
+        &["report", "--unit", "minzheng", "--format", "json"],
+    )))
+    .unwrap();
+    assert_eq!(r["month"], month.as_str());
+    assert_eq!(r["datasets"]["collected"], 2);
+    assert_eq!(r["rows"]["loaded"], 406);
+    assert_eq!(r["quality"]["datasets_checked"], 1);
+    assert_eq!(r["quality"]["overall"], 100.0);
+    assert_eq!(r["ranking"].as_array().unwrap().len(), 5);
+    let file = dir.path().join("minzheng.csv");
+    ok(&reservoir(
+        &home,
+        &["report", "--unit", "minzheng", "-o", file.to_str().unwrap()],
+    ));
+    let csv = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.contains("raw.minzheng.villages"), "{csv}");
+    let err = fails(&reservoir(
+        &home,
+        &["report", "--unit", "minzheng", "--month", "2026-13"],
+    ));
+    assert!(err.contains("YYYY-MM"), "{err}");
+    let err = fails(&reservoir(&home, &["report", "--unit", "nobody"]));
+    assert!(err.contains("reservoir catalog units"), "{err}");
+
     // Running the demo again reloads (overwrite) without duplicating anything.
     ok(&Command::new(env!("CARGO_BIN_EXE_reservoir"))
         .args(["demo", "--no-serve"])

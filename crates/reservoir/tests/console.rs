@@ -85,6 +85,7 @@ fn console_in_chromium_and_openapi_conformance() {
         "05-sql",
         "06-upload",
         "07-quarantine",
+        "08-report",
     ] {
         assert!(
             shots.join(format!("{page}.png")).exists(),

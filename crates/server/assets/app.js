@@ -5,7 +5,9 @@
 const I18N = {
   'zh-CN': {
     brand: '公共数据平台', footer: 'Reservoir · 数据归集、编目、质量检测与共享',
-    'nav.home': '首页', 'nav.catalog': '数据目录', 'nav.sql': 'SQL 查询', 'nav.upload': '上传数据',
+    'nav.home': '首页', 'nav.catalog': '数据目录', 'nav.sql': 'SQL 查询', 'nav.upload': '上传数据', 'nav.report': '运营报告',
+    'rep.title': '数据运营报告', 'rep.unit': '单位', 'rep.month': '月份', 'rep.show': '生成报告', 'rep.print': '打印 / 另存为 PDF',
+    'rep.csv': '下载 CSV', 'rep.json': 'JSON', 'catalog.allTopics': '全部主题', 'ds.notCollected': '仅编目，未归集', 'layer.catalog': '目录',
     'home.title': '平台概览', 'home.units': '委办局', 'home.systems': '业务系统', 'home.datasets': '数据集',
     'home.rows': '数据总量（行）', 'home.storage': '存储使用', 'home.of': '容量', 'home.runs': '采集批次',
     'home.failed': '失败', 'home.byUnit': '各单位归集数据量', 'home.latest': '最近采集',
@@ -43,7 +45,9 @@ const I18N = {
   },
   en: {
     brand: 'Public Data Platform', footer: 'Reservoir · collect, catalog, inspect and share public data',
-    'nav.home': 'Home', 'nav.catalog': 'Catalog', 'nav.sql': 'SQL', 'nav.upload': 'Upload',
+    'nav.home': 'Home', 'nav.catalog': 'Catalog', 'nav.sql': 'SQL', 'nav.upload': 'Upload', 'nav.report': 'Reports',
+    'rep.title': 'Operation report', 'rep.unit': 'Unit', 'rep.month': 'Month', 'rep.show': 'Show report', 'rep.print': 'Print / save as PDF',
+    'rep.csv': 'Download CSV', 'rep.json': 'JSON', 'catalog.allTopics': 'All topics', 'ds.notCollected': 'cataloged, not collected', 'layer.catalog': 'catalog',
     'home.title': 'Overview', 'home.units': 'Units', 'home.systems': 'Systems', 'home.datasets': 'Datasets',
     'home.rows': 'Rows', 'home.storage': 'Storage used', 'home.of': 'of', 'home.runs': 'Collection runs',
     'home.failed': 'failed', 'home.byUnit': 'Rows collected per unit', 'home.latest': 'Latest runs',
@@ -225,6 +229,7 @@ async function pageCatalog(main, params) {
   const unit = params.get('unit') || '';
   const layer = params.get('layer') || '';
   const tier = params.get('tier') || '';
+  const topic = params.get('topic') || '';
   const offset = Number(params.get('offset') || 0);
   const limit = 20;
   const query = new URLSearchParams({ limit, offset });
@@ -232,11 +237,12 @@ async function pageCatalog(main, params) {
   if (unit) query.set('unit', unit);
   if (layer) query.set('layer', layer);
   if (tier) query.set('open_tier', tier);
+  if (topic) query.set('topic', topic);
   const [page, units] = await Promise.all([api('/datasets?' + query), api('/units')]);
   const unitName = Object.fromEntries(units.map((u) => [u.id, u.name]));
 
   const go = (changes) => {
-    const p = new URLSearchParams({ q, unit, layer, tier, ...changes });
+    const p = new URLSearchParams({ q, unit, layer, tier, topic, ...changes });
     for (const [k, v] of [...p.entries()]) if (!v || v === '0') p.delete(k);
     location.hash = '#/catalog' + (p.toString() ? '?' + p : '');
   };
@@ -251,6 +257,7 @@ async function pageCatalog(main, params) {
       facetSelect(page.facets.units, unit, t('catalog.allUnits'), (v) => unitName[v] || v, 'unit', 'facet-unit'),
       facetSelect(page.facets.layers, layer, t('catalog.allLayers'), (v) => t('layer.' + v), 'layer', 'facet-layer'),
       facetSelect(page.facets.open_tiers, tier, t('catalog.allTiers'), (v) => t('tier.' + v), 'tier', 'facet-tier'),
+      page.facets.topics.length ? facetSelect(page.facets.topics, topic, t('catalog.allTopics'), (v) => v, 'topic', 'facet-topic') : null,
       el('button', { class: 'primary', type: 'submit' }, t('catalog.go'))),
     el('div', { class: 'muted', 'data-testid': 'catalog-count' }, t('catalog.found', { n: fmt(page.total) })),
   );
@@ -262,8 +269,9 @@ async function pageCatalog(main, params) {
       el('div', { class: 'meta' },
         el('code', {}, `${d.layer}.${d.unit_id}.${d.name}`),
         el('span', {}, unitName[d.unit_id] || d.unit_id),
-        el('span', {}, t('ds.rows', { n: fmt(d.row_count) })),
+        el('span', {}, d.table_version === null ? t('ds.notCollected') : t('ds.rows', { n: fmt(d.row_count) })),
         el('span', {}, t('freq.' + d.update_frequency)),
+        d.topic ? el('span', {}, d.topic) : null,
         tierBadge(d.open_tier)),
       d.description ? el('div', { class: 'desc' }, d.description) : null));
   }
@@ -464,6 +472,39 @@ function runSummary(r) {
     el('p', {}, el('a', { href: dsHref('raw', unit, name), 'data-testid': 'upload-open' }, t('up.open'))));
 }
 
+// ---------------------------------------------------------------------------------------------- report
+
+async function pageReport(main, params) {
+  const units = await api('/units');
+  const now = new Date();
+  const thisMonth = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, '0')}`;
+  const unit = params.get('unit') || (units[0] && units[0].id) || '';
+  const month = params.get('month') || thisMonth;
+  const unitSelect = el('select', { 'data-testid': 'report-unit', 'aria-label': t('rep.unit') },
+    units.map((u) => el('option', { value: u.id, selected: u.id === unit }, `${u.name} (${u.id})`)));
+  const monthInput = el('input', { type: 'month', value: month, 'data-testid': 'report-month', 'aria-label': t('rep.month') });
+  const show = () => {
+    location.hash = '#/report?' + new URLSearchParams({ unit: unitSelect.value, month: monthInput.value || thisMonth });
+  };
+  unitSelect.addEventListener('change', show);
+  monthInput.addEventListener('change', show);
+  main.append(el('h1', {}, t('rep.title')),
+    el('form', { class: 'search', onsubmit: (ev) => { ev.preventDefault(); show(); } },
+      el('label', {}, t('rep.unit') + ' ', unitSelect), el('label', {}, t('rep.month') + ' ', monthInput),
+      el('button', { class: 'primary', type: 'submit' }, t('rep.show'))));
+  if (!unit) return;
+  const base = `/api/v1/units/${encodeURIComponent(unit)}/report?month=${encodeURIComponent(month)}`;
+  const html = `${base}&format=html&lang=${lang === 'en' ? 'en' : 'zh'}`;
+  // Fetch first, so that an error shows as an error and not as a page inside the frame.
+  await api(`/units/${encodeURIComponent(unit)}/report?month=${encodeURIComponent(month)}`);
+  const frame = el('iframe', { src: html, title: t('rep.title'), class: 'report', 'data-testid': 'report-frame' });
+  main.append(el('div', { class: 'actions' },
+    el('a', { href: html, target: '_blank', rel: 'noopener', class: 'button secondary', 'data-testid': 'report-print' }, t('rep.print')),
+    el('a', { href: `${base}&format=csv`, class: 'button secondary', 'data-testid': 'report-csv' }, t('rep.csv')),
+    el('a', { href: `${base}&format=json`, target: '_blank', rel: 'noopener', class: 'button secondary' }, t('rep.json'))),
+    frame);
+}
+
 // ---------------------------------------------------------------------------------------------- router
 
 function applyStaticText() {
@@ -489,6 +530,7 @@ async function route() {
     else if (page === 'dataset' && parts.length === 4) await pageDataset(main, parts[1], parts[2], parts[3]);
     else if (page === 'sql') await pageSql(main, params);
     else if (page === 'upload') await pageUpload(main);
+    else if (page === 'report') await pageReport(main, params);
     else showError(main, new Error('#' + hash));
   } catch (err) {
     showError(main, err);
