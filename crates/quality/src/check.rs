@@ -8,8 +8,10 @@
 //!                                                                         └─► counts, scores
 //! ```
 //!
-//! One pass over the table for all row rules, one query per `unique` rule; memory holds a
-//! batch of rows and a batch of failures at a time.
+//! One pass over the table for all row rules, one query per `unique`, `referential` and
+//! `consistent` rule (the last two join another lake table); memory holds a batch of rows and a
+//! batch of failures at a time. `freshness` and `volume` judge the table as a whole, from the
+//! catalog's history ([`History`]): they count as one check each and have no failing rows.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -200,6 +202,18 @@ impl Failures {
     }
 }
 
+/// What the table-level checks (`freshness`, `volume`) judge by, from the catalog.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// The dataset's declared update frequency, and how long it may go without a collection.
+    pub frequency: String,
+    pub late_after: Option<chrono::Duration>,
+    pub last_success: Option<DateTime<Utc>>,
+    /// Rows of the earlier check runs, newest first.
+    pub earlier_rows: Vec<i64>,
+    pub now: DateTime<Utc>,
+}
+
 /// Checks `table` (a raw table) against `rules`; failing rows go to `quality.<unit>.<name>`
 /// tagged with `check_run`.
 pub async fn check_table(
@@ -208,6 +222,7 @@ pub async fn check_table(
     rules: &RuleSet,
     check_run: &str,
     today: NaiveDate,
+    history: &History,
 ) -> Result<CheckOutcome> {
     let delta = lake.open_existing(table).await?;
     let version = delta.version().unwrap_or(0) as i64;
@@ -219,7 +234,11 @@ pub async fn check_table(
         .filter(|n| !meta::ALL.contains(&n.as_str()))
         .collect();
     for rule in &rules.rules {
-        for c in &rule.columns {
+        let on = match &rule.check {
+            Check::Consistent { on, .. } => on.as_slice(),
+            _ => &[],
+        };
+        for c in rule.columns.iter().chain(on) {
             if schema.field_with_name(c).is_err() {
                 return Err(Error::UnknownColumn {
                     rule: rule.name.clone(),
@@ -253,6 +272,46 @@ pub async fn check_table(
 
     let ctx = SessionContext::new();
     ctx.register_table("t", reservoir_lake::table_provider(&delta).await?)?;
+    // The other tables `referential` and `consistent` rules join, as r0, r1 … by rule.
+    for (i, rule) in rules.rules.iter().enumerate() {
+        let (reference, column, on) = match &rule.check {
+            Check::Referential { reference, column } => (reference, column, &[][..]),
+            Check::Consistent {
+                reference,
+                column,
+                on,
+            } => (reference, column, on.as_slice()),
+            _ => continue,
+        };
+        let other = reference_table(reference)?;
+        let Some(other_delta) = lake.open(&other).await? else {
+            return Err(Error::Reference {
+                rule: rule.name.clone(),
+                message: format!("the dataset {other} does not exist (or was never collected)"),
+            });
+        };
+        let other_schema = reservoir_lake::arrow_schema_of(&other_delta)?;
+        let wanted = column.as_deref().unwrap_or(&rule.columns[0]);
+        for c in std::iter::once(wanted).chain(on.iter().map(String::as_str)) {
+            if other_schema.field_with_name(c).is_err() {
+                return Err(Error::UnknownColumn {
+                    rule: rule.name.clone(),
+                    column: c.to_string(),
+                    table: other.to_string(),
+                    available: other_schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .filter(|n| !meta::ALL.contains(&n.as_str()))
+                        .collect(),
+                });
+            }
+        }
+        ctx.register_table(
+            format!("r{i}").as_str(),
+            reservoir_lake::table_provider(&other_delta).await?,
+        )?;
+    }
     let mut select: Vec<String> = rules.columns().iter().map(|c| quote_ident(c)).collect();
     let mut lake_columns = Vec::new();
     if has_batch {
@@ -298,9 +357,21 @@ pub async fn check_table(
     let outcome = async {
         let rows = row_rules(&ctx, &select, rules, today, &mut results, &mut failures).await?;
         for (i, rule) in rules.rules.iter().enumerate() {
-            if matches!(rule.check, Check::Unique) {
-                unique_rule(&ctx, rules, i, has_lines, &mut results[i], &mut failures).await?;
-                results[i].checked = rows;
+            match &rule.check {
+                Check::Unique => {
+                    unique_rule(&ctx, rules, i, has_lines, &mut results[i], &mut failures).await?;
+                    results[i].checked = rows;
+                }
+                Check::Referential { .. } | Check::Consistent { .. } => {
+                    join_rule(&ctx, rules, i, has_lines, &mut results[i], &mut failures).await?;
+                    results[i].checked = rows;
+                }
+                Check::Freshness => freshness(history, &mut results[i]),
+                Check::Volume {
+                    max_change,
+                    history: n,
+                } => volume(history, rows, *max_change, *n as usize, &mut results[i]),
+                _ => {}
             }
         }
         failures.flush(&rules.rules).await?;
@@ -486,7 +557,7 @@ async fn row_rules(
         };
         let origin_of = |r: usize| origin(&batch, &texts, r);
         for (ri, rule) in rules.rules.iter().enumerate() {
-            if matches!(rule.check, Check::Unique) {
+            if !rule.check.is_row_check() {
                 continue;
             }
             let col = rule.columns[0].as_str();
@@ -568,15 +639,7 @@ async fn unique_rule(
     } else {
         cols_list.clone()
     };
-    let key_cols: Vec<String> = if rules.key.is_empty() {
-        if has_lines {
-            vec![meta::SOURCE_FILE.into(), meta::SOURCE_ROW.into()]
-        } else {
-            rule.columns.clone()
-        }
-    } else {
-        rules.key.clone()
-    };
+    let key_cols = key_columns(rules, rule, has_lines);
     let mut select: Vec<String> = key_cols.iter().map(|c| quote_ident(c)).collect();
     for c in &cols {
         if !select.contains(c) {
@@ -679,6 +742,250 @@ async fn unique_rule(
     Ok(())
 }
 
+/// A rule's `reference` as a table: `unit.dataset` is in the raw layer.
+fn reference_table(reference: &str) -> Result<TableRef> {
+    let parts: Vec<&str> = reference.split('.').collect();
+    Ok(match parts.as_slice() {
+        [unit, name] => TableRef::new(Layer::Raw, *unit, *name),
+        [layer, unit, name] => TableRef::new(layer.parse::<Layer>()?, *unit, *name),
+        _ => {
+            return Err(Error::Reference {
+                rule: String::new(),
+                message: format!("{reference:?}: expected unit.dataset or layer.unit.dataset"),
+            });
+        }
+    })
+}
+
+/// The columns that identify a failing row: the rules' `key`, else the file and line, else the
+/// rule's own columns.
+fn key_columns(rules: &RuleSet, rule: &Rule, has_lines: bool) -> Vec<String> {
+    if !rules.key.is_empty() {
+        rules.key.clone()
+    } else if has_lines {
+        vec![meta::SOURCE_FILE.into(), meta::SOURCE_ROW.into()]
+    } else {
+        rule.columns.clone()
+    }
+}
+
+/// A `referential` rule (the value must exist in the reference's column) or a `consistent`
+/// rule (a row whose `on` columns match a reference row must have the reference's value): one
+/// join with the other table. Values are compared as text, so that a code held as a number
+/// there and as text here still matches. For `consistent`, keys the reference itself gives
+/// several different values are not judged.
+async fn join_rule(
+    ctx: &SessionContext,
+    rules: &RuleSet,
+    ri: usize,
+    has_lines: bool,
+    result: &mut RuleResult,
+    failures: &mut Failures,
+) -> Result<()> {
+    let rule = &rules.rules[ri];
+    let r = format!("r{ri}");
+    let column = &rule.columns[0];
+    let c = quote_ident(column);
+    let key_cols = key_columns(rules, rule, has_lines);
+    let mut select: Vec<String> = key_cols.iter().map(|k| quote_ident(k)).collect();
+    let mut extra = vec![c.clone()];
+    if let Check::Consistent { on, .. } = &rule.check {
+        extra.extend(on.iter().map(|o| quote_ident(o)));
+    }
+    if has_lines {
+        extra.extend([meta::BATCH, meta::SOURCE_FILE, meta::SOURCE_ROW].map(quote_ident));
+    }
+    for e in extra {
+        if !select.contains(&e) {
+            select.push(e);
+        }
+    }
+    let select_t = select
+        .iter()
+        .map(|s| format!("t.{s}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (sql, reference, other_column) = match &rule.check {
+        Check::Referential {
+            reference,
+            column: rc,
+        } => {
+            let name = rc.as_deref().unwrap_or(column).to_string();
+            let rc = quote_ident(&name);
+            (
+                format!(
+                    "SELECT {select_t} FROM t WHERE t.{c} IS NOT NULL AND NOT EXISTS (
+                       SELECT 1 FROM {r} WHERE CAST({r}.{rc} AS VARCHAR) = CAST(t.{c} AS VARCHAR))"
+                ),
+                reference_table(reference)?.to_string(),
+                name,
+            )
+        }
+        Check::Consistent {
+            reference,
+            column: rc,
+            on,
+        } => {
+            let name = rc.as_deref().unwrap_or(column).to_string();
+            let rc = quote_ident(&name);
+            let on_list = on.iter().map(|o| quote_ident(o)).collect::<Vec<_>>();
+            let group = on_list.join(", ");
+            let join = on_list
+                .iter()
+                .map(|o| format!("t.{o} = ref.{o}"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            (
+                format!(
+                    "SELECT {select_t}, ref.reference_value FROM t JOIN (
+                       SELECT {group}, min(CAST({rc} AS VARCHAR)) AS reference_value,
+                              count(DISTINCT CAST({rc} AS VARCHAR)) AS n
+                       FROM {r} GROUP BY {group}) ref ON {join}
+                     WHERE ref.n = 1 AND CAST(t.{c} AS VARCHAR) IS DISTINCT FROM ref.reference_value"
+                ),
+                reference_table(reference)?.to_string(),
+                name,
+            )
+        }
+        _ => return Ok(()),
+    };
+    let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+    while let Some(batch) = stream.try_next().await? {
+        let schema = batch.schema();
+        let texts: Vec<Option<StringArray>> = batch
+            .columns()
+            .iter()
+            .map(|a| as_text(a).map(Some))
+            .collect::<Result<_>>()?;
+        let index = |name: &str| schema.index_of(name).ok();
+        let key: Vec<usize> = key_cols.iter().filter_map(|k| index(k)).collect();
+        let text_at = |name: &str, row: usize| -> Option<String> {
+            index(name)
+                .and_then(|i| texts[i].as_ref())
+                .filter(|a| !a.is_null(row))
+                .map(|a| a.value(row).to_string())
+        };
+        for row in 0..batch.num_rows() {
+            let value = text_at(column, row);
+            let reason = match &rule.check {
+                Check::Referential { .. } => format!(
+                    "{:?} is not in {reference}.{other_column}",
+                    value.as_deref().unwrap_or_default()
+                ),
+                _ => {
+                    let on = match &rule.check {
+                        Check::Consistent { on, .. } => on
+                            .iter()
+                            .map(|o| format!("{o}={}", text_at(o, row).unwrap_or_default()))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        _ => String::new(),
+                    };
+                    format!(
+                        "{} here, but {reference} has {:?} in {other_column} for {on}",
+                        value
+                            .as_deref()
+                            .map_or("NULL".to_string(), |v| format!("{v:?}")),
+                        text_at("reference_value", row).unwrap_or_default()
+                    )
+                }
+            };
+            let failed = FailedRow {
+                key: key_text(&batch, &texts, &key, row),
+                column: column.clone(),
+                value,
+                reason,
+            };
+            result.failed += 1;
+            if result.examples.len() < EXAMPLES {
+                result.examples.push(failed.clone());
+            }
+            failures
+                .push(&rules.rules, ri, false, failed, origin(&batch, &texts, row))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A table-level finding: one check, failed or not, with its reason as the example.
+fn table_finding(result: &mut RuleResult, failed: bool, value: String, reason: String) {
+    result.checked = 1;
+    if failed {
+        result.failed = 1;
+        result.examples.push(FailedRow {
+            key: "(table)".into(),
+            column: String::new(),
+            value: Some(value),
+            reason,
+        });
+    }
+}
+
+/// `freshness`: the last successful collection is no older than the declared frequency allows.
+/// A dataset collected irregularly has nothing to be late against: not counted.
+fn freshness(history: &History, result: &mut RuleResult) {
+    let Some(late_after) = history.late_after else {
+        return;
+    };
+    let hours = |d: chrono::Duration| d.num_minutes() as f64 / 60.0;
+    match history.last_success {
+        None => table_finding(
+            result,
+            true,
+            "never".into(),
+            format!(
+                "never collected successfully; a {} dataset is late after {:.0} h",
+                history.frequency,
+                hours(late_after)
+            ),
+        ),
+        Some(last) => {
+            let age = history.now - last;
+            table_finding(
+                result,
+                age > late_after,
+                reservoir_catalog::format_ts(last),
+                format!(
+                    "last collected {:.1} h ago; a {} dataset is late after {:.0} h",
+                    hours(age),
+                    history.frequency,
+                    hours(late_after)
+                ),
+            );
+        }
+    }
+}
+
+/// `volume`: the row count against the mean of the earlier checks. Fewer than two earlier
+/// checks: not counted yet.
+fn volume(history: &History, rows: u64, max_change: f64, n: usize, result: &mut RuleResult) {
+    let earlier: Vec<i64> = history.earlier_rows.iter().take(n).copied().collect();
+    if earlier.len() < 2 {
+        return;
+    }
+    let mean = earlier.iter().sum::<i64>() as f64 / earlier.len() as f64;
+    let change = if mean > 0.0 {
+        (rows as f64 - mean) / mean
+    } else if rows > 0 {
+        f64::INFINITY
+    } else {
+        0.0
+    };
+    let direction = if change < 0.0 { "fewer" } else { "more" };
+    table_finding(
+        result,
+        change.abs() > max_change,
+        rows.to_string(),
+        format!(
+            "{rows} rows, {:.0}% {direction} than the mean of the last {} checks ({mean:.0}); at most {:.0}% is expected",
+            change.abs() * 100.0,
+            earlier.len(),
+            max_change * 100.0
+        ),
+    );
+}
+
 /// Checks a raw dataset against its rules and records the run in the catalog; returns the
 /// outcome and the check run's catalog id.
 pub async fn check_dataset(
@@ -696,7 +1003,22 @@ pub async fn check_dataset(
     let check_run = uuid::Uuid::now_v7().to_string();
     // Birth dates are judged against the date in China (UTC+8, no daylight saving).
     let today = (started + chrono::Duration::hours(8)).date_naive();
-    let outcome = check_table(lake, &table, rules, &check_run, today).await?;
+    let history = History {
+        frequency: found.update_frequency.as_str().to_string(),
+        late_after: found.update_frequency.late_after(),
+        last_success: catalog
+            .last_success(found.id)
+            .await?
+            .and_then(|t| reservoir_catalog::parse_ts(&t).ok()),
+        earlier_rows: catalog
+            .check_runs(found.id, 20)
+            .await?
+            .iter()
+            .map(|c| c.rows_checked)
+            .collect(),
+        now: started,
+    };
+    let outcome = check_table(lake, &table, rules, &check_run, today, &history).await?;
     let record = reservoir_catalog::CheckRunRecord {
         id: 0,
         check_run,
@@ -736,4 +1058,87 @@ pub async fn check_if_rules(
     check_dataset(lake, catalog, unit, dataset, &rules)
         .await
         .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result() -> RuleResult {
+        RuleResult {
+            rule: "r".into(),
+            check: "c".into(),
+            dimension: Dimension::Timeliness,
+            columns: Vec::new(),
+            checked: 0,
+            failed: 0,
+            noted: 0,
+            examples: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn freshness_against_the_declared_frequency() {
+        let now = Utc::now();
+        let daily = |last: Option<DateTime<Utc>>| History {
+            frequency: "daily".into(),
+            late_after: Some(chrono::Duration::hours(36)),
+            last_success: last,
+            earlier_rows: Vec::new(),
+            now,
+        };
+        let mut r = result();
+        freshness(&daily(Some(now - chrono::Duration::hours(30))), &mut r);
+        assert_eq!((r.checked, r.failed), (1, 0));
+        let mut r = result();
+        freshness(&daily(Some(now - chrono::Duration::hours(40))), &mut r);
+        assert_eq!((r.checked, r.failed), (1, 1));
+        assert_eq!(
+            r.examples[0].reason,
+            "last collected 40.0 h ago; a daily dataset is late after 36 h"
+        );
+        let mut r = result();
+        freshness(&daily(None), &mut r);
+        assert_eq!(r.failed, 1);
+        assert!(r.examples[0].reason.starts_with("never collected"));
+        // Irregular datasets cannot be late: not counted.
+        let mut r = result();
+        freshness(
+            &History {
+                late_after: None,
+                ..daily(None)
+            },
+            &mut r,
+        );
+        assert_eq!((r.checked, r.failed), (0, 0));
+    }
+
+    #[test]
+    fn volume_against_earlier_checks() {
+        let history = |rows: &[i64]| History {
+            earlier_rows: rows.to_vec(),
+            now: Utc::now(),
+            ..History::default()
+        };
+        let mut r = result();
+        volume(&history(&[100]), 10, 0.5, 5, &mut r);
+        assert_eq!(r.checked, 0, "one earlier check is no history");
+        let mut r = result();
+        volume(&history(&[100, 110, 90]), 120, 0.5, 5, &mut r);
+        assert_eq!((r.checked, r.failed), (1, 0));
+        let mut r = result();
+        volume(&history(&[100, 110, 90]), 40, 0.5, 5, &mut r);
+        assert_eq!(r.failed, 1);
+        assert_eq!(
+            r.examples[0].reason,
+            "40 rows, 60% fewer than the mean of the last 3 checks (100); at most 50% is expected"
+        );
+        // Only the newest `history` checks count.
+        let mut r = result();
+        volume(&history(&[10, 10, 1000, 1000]), 10, 0.5, 2, &mut r);
+        assert_eq!(r.failed, 0);
+        let mut r = result();
+        volume(&history(&[0, 0]), 5, 0.5, 5, &mut r);
+        assert_eq!(r.failed, 1, "rows where there were none");
+    }
 }

@@ -38,6 +38,9 @@ pub enum Error {
     #[error("there is no dataset {0} in the catalog to check")]
     NoDataset(String),
 
+    #[error("rule {rule:?}: {message}")]
+    Reference { rule: String, message: String },
+
     #[error(transparent)]
     Catalog(#[from] reservoir_catalog::Error),
 }

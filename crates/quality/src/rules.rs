@@ -106,6 +106,23 @@ pub struct RuleDef {
     /// `date`: a chrono format such as `%Y-%m-%d` (default: any of the usual forms).
     #[serde(default)]
     pub format: Option<String>,
+    /// `referential`, `consistent`: the other dataset, `unit.dataset` (raw) or
+    /// `layer.unit.dataset`.
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// `referential`, `consistent`: its column (default: the same name as `column`).
+    #[serde(default)]
+    pub reference_column: Option<String>,
+    /// `consistent`: the columns that say two rows are the same thing (same names in both).
+    #[serde(default)]
+    pub on: Vec<String>,
+    /// `volume`: the largest change of the row count against the mean of earlier checks, as a
+    /// share (default 0.5: half as many or half again as many rows fails).
+    #[serde(default)]
+    pub max_change: Option<f64>,
+    /// `volume`: how many earlier checks make the mean (default 5; at least 2 are needed).
+    #[serde(default)]
+    pub history: Option<u32>,
     /// Reserved: failing rows would be quarantined. Refused until that is built.
     #[serde(default)]
     pub blocking: bool,
@@ -121,13 +138,34 @@ pub enum Check {
     NotNull,
     Unique,
     Regex(regex::Regex),
-    Range { min: Option<f64>, max: Option<f64> },
+    Range {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
     Allowed(HashSet<String>),
     ResidentId,
     CreditCode,
     MobilePhone,
     Date(Option<String>),
     Division,
+    /// The value exists in another dataset's column.
+    Referential {
+        reference: String,
+        column: Option<String>,
+    },
+    /// Rows with the same `on` values as another dataset's have the same value.
+    Consistent {
+        reference: String,
+        column: Option<String>,
+        on: Vec<String>,
+    },
+    /// The dataset was collected as often as its update frequency says (one table-level check).
+    Freshness,
+    /// The row count is near the mean of earlier checks (one table-level check).
+    Volume {
+        max_change: f64,
+        history: u32,
+    },
 }
 
 impl Check {
@@ -143,15 +181,38 @@ impl Check {
             Self::MobilePhone => "mobile_phone",
             Self::Date(_) => "date",
             Self::Division => "division",
+            Self::Referential { .. } => "referential",
+            Self::Consistent { .. } => "consistent",
+            Self::Freshness => "freshness",
+            Self::Volume { .. } => "volume",
         }
     }
 
     fn default_dimension(&self) -> Dimension {
         match self {
-            Self::NotNull => Dimension::Completeness,
+            Self::NotNull | Self::Volume { .. } => Dimension::Completeness,
             Self::Unique => Dimension::Uniqueness,
+            Self::Referential { .. } | Self::Consistent { .. } => Dimension::Consistency,
+            Self::Freshness => Dimension::Timeliness,
             _ => Dimension::Validity,
         }
+    }
+
+    /// Checks that look at each value on its own, in the one streaming pass.
+    pub fn is_row_check(&self) -> bool {
+        !matches!(
+            self,
+            Self::Unique
+                | Self::Referential { .. }
+                | Self::Consistent { .. }
+                | Self::Freshness
+                | Self::Volume { .. }
+        )
+    }
+
+    /// Checks of the table as a whole, with no column.
+    pub fn is_table_check(&self) -> bool {
+        matches!(self, Self::Freshness | Self::Volume { .. })
     }
 }
 
@@ -230,10 +291,15 @@ impl RuleSet {
     /// Every column the rules and the key read.
     pub fn columns(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
+        let on = self.rules.iter().flat_map(|r| match &r.check {
+            Check::Consistent { on, .. } => on.as_slice(),
+            _ => &[],
+        });
         for c in self
             .key
             .iter()
             .chain(self.rules.iter().flat_map(|r| r.columns.iter()))
+            .chain(on)
         {
             if !out.contains(c) {
                 out.push(c.clone());
@@ -265,10 +331,18 @@ pub fn find_file(dir: &Path, unit: &str, dataset: &str) -> Result<Option<std::pa
 }
 
 fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
+    let table_check = matches!(def.check.as_str(), "freshness" | "volume");
     let columns: Vec<String> = match (&def.column, def.columns.is_empty()) {
         (Some(_), false) => return Err("set `column` or `columns`, not both".into()),
+        (Some(_), true) | (None, false) if table_check => {
+            return Err(format!(
+                "a {} check looks at the whole table; remove `column`",
+                def.check
+            ));
+        }
         (Some(c), true) => vec![c.clone()],
         (None, false) => def.columns.clone(),
+        (None, true) if table_check => Vec::new(),
         (None, true) => return Err("needs `column` (or `columns` for unique)".into()),
     };
     let mut seen = HashSet::new();
@@ -362,10 +436,62 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
             single("division")?;
             Check::Division
         }
+        "referential" => {
+            single("referential")?;
+            Check::Referential {
+                reference: reference(def)?,
+                column: def.reference_column.clone(),
+            }
+        }
+        "consistent" => {
+            single("consistent")?;
+            if def.on.is_empty() {
+                return Err(
+                    "needs `on`: the columns that say a row here and a row there are the same \
+                     (e.g. on: [身份证号])"
+                        .into(),
+                );
+            }
+            let mut seen = HashSet::new();
+            if let Some(c) = def.on.iter().find(|c| !seen.insert(c.as_str())) {
+                return Err(format!("`on` lists {c:?} twice"));
+            }
+            if def.on.contains(&columns[0]) {
+                return Err(format!(
+                    "{:?} is both compared and in `on`; compare a column that is not a key",
+                    columns[0]
+                ));
+            }
+            Check::Consistent {
+                reference: reference(def)?,
+                column: def.reference_column.clone(),
+                on: def.on.clone(),
+            }
+        }
+        "freshness" => Check::Freshness,
+        "volume" => {
+            let max_change = def.max_change.unwrap_or(0.5);
+            if !(max_change.is_finite() && max_change > 0.0) {
+                return Err(format!(
+                    "max_change {max_change} must be a share above 0, e.g. 0.5"
+                ));
+            }
+            let history = def.history.unwrap_or(5);
+            if history < 2 {
+                return Err(format!(
+                    "history {history}: the mean needs at least 2 earlier checks"
+                ));
+            }
+            Check::Volume {
+                max_change,
+                history,
+            }
+        }
         other => {
             return Err(format!(
                 "unknown check {other:?}; expected not_null, unique, regex, range, allowed, \
-                 resident_id, credit_code, mobile_phone, date or division"
+                 resident_id, credit_code, mobile_phone, date, division, referential, \
+                 consistent, freshness or volume"
             ));
         }
     };
@@ -392,10 +518,23 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
         "format",
         def.format.is_some() && !matches!(check, Check::Date(_)),
     )?;
-    let name = def
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("{}:{}", check.as_str(), columns.join("+")));
+    let joins = matches!(check, Check::Referential { .. } | Check::Consistent { .. });
+    unused("reference", def.reference.is_some() && !joins)?;
+    unused("reference_column", def.reference_column.is_some() && !joins)?;
+    unused(
+        "on",
+        !def.on.is_empty() && !matches!(check, Check::Consistent { .. }),
+    )?;
+    let volume = matches!(check, Check::Volume { .. });
+    unused("max_change", def.max_change.is_some() && !volume)?;
+    unused("history", def.history.is_some() && !volume)?;
+    let name = def.name.clone().unwrap_or_else(|| {
+        if columns.is_empty() {
+            check.as_str().to_string()
+        } else {
+            format!("{}:{}", check.as_str(), columns.join("+"))
+        }
+    });
     Ok(Rule {
         name,
         dimension: def.dimension.unwrap_or_else(|| check.default_dimension()),
@@ -403,6 +542,22 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
         columns,
         description: def.description.clone().unwrap_or_default(),
     })
+}
+
+/// The `reference` of a rule: `unit.dataset` or `layer.unit.dataset`.
+fn reference(def: &RuleDef) -> std::result::Result<String, String> {
+    let r = def
+        .reference
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .ok_or("needs `reference`: the other dataset, as unit.dataset or layer.unit.dataset")?;
+    match r.split('.').filter(|p| !p.is_empty()).count() {
+        2 | 3 if !r.split('.').any(str::is_empty) => Ok(r.to_string()),
+        _ => Err(format!(
+            "reference {r:?}: expected unit.dataset or layer.unit.dataset"
+        )),
+    }
 }
 
 /// Checks that a chrono format writes and reads back a whole date.
@@ -462,7 +617,11 @@ impl Rule {
                 .trim()
                 .is_empty()
                 .then(|| Finding::Fail("the value is blank (only spaces)".into())),
-            Check::Unique => None,
+            Check::Unique
+            | Check::Referential { .. }
+            | Check::Consistent { .. }
+            | Check::Freshness
+            | Check::Volume { .. } => None,
             Check::Regex(re) => (!re.is_match(v)).then(|| {
                 Finding::Fail(format!("{v:?} does not match the pattern {}", re.as_str()))
             }),
@@ -540,6 +699,21 @@ mod tests {
         assert_eq!(set.rules[1].name, "unique:a+b");
         assert_eq!(set.rules[1].dimension, Dimension::Uniqueness);
         assert_eq!(set.columns(), ["id", "name", "a", "b"]);
+        let set = parse(
+            "rules:\n  - {check: consistent, column: name, reference: gongan.hukou, on: [id]}\n  - {check: freshness}\n  - {check: volume}\n",
+        )
+        .unwrap();
+        assert_eq!(set.rules[0].dimension, Dimension::Consistency);
+        assert_eq!(set.rules[1].name, "freshness");
+        assert_eq!(set.rules[1].dimension, Dimension::Timeliness);
+        assert!(matches!(
+            set.rules[2].check,
+            Check::Volume {
+                history: 5,
+                max_change
+            } if max_change == 0.5
+        ));
+        assert_eq!(set.columns(), ["name", "id"]);
     }
 
     #[test]
@@ -596,6 +770,46 @@ mod tests {
             (
                 "rules:\n  - {check: not_null, column: n, name: ''}",
                 "`name` is empty",
+            ),
+            (
+                "rules:\n  - {check: referential, column: c}",
+                "needs `reference`",
+            ),
+            (
+                "rules:\n  - {check: referential, column: c, reference: a.b.c.d}",
+                "expected unit.dataset or layer.unit.dataset",
+            ),
+            (
+                "rules:\n  - {check: referential, column: c, reference: a..b}",
+                "expected unit.dataset",
+            ),
+            (
+                "rules:\n  - {check: consistent, column: name, reference: a.b, on: [name]}",
+                "both compared and in `on`",
+            ),
+            (
+                "rules:\n  - {check: consistent, column: name, reference: a.b, on: [id, id]}",
+                "`on` lists \"id\" twice",
+            ),
+            (
+                "rules:\n  - {check: freshness, column: a}",
+                "looks at the whole table",
+            ),
+            (
+                "rules:\n  - {check: volume, max_change: 0}",
+                "must be a share above 0",
+            ),
+            (
+                "rules:\n  - {check: volume, history: 1}",
+                "at least 2 earlier checks",
+            ),
+            (
+                "rules:\n  - {check: not_null, column: n, reference: a.b}",
+                "`reference` does not apply",
+            ),
+            (
+                "rules:\n  - {check: referential, column: n, reference: a.b, max_change: 1}",
+                "`max_change` does not apply",
             ),
         ] {
             let e = parse(yaml).unwrap_err();

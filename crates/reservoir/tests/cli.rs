@@ -1126,3 +1126,171 @@ fn catalog_imports_the_real_crawls_and_exports_what_it_reads() {
         "{err}"
     );
 }
+
+/// Rules that look beyond the row: a value must exist in another dataset, the same person must
+/// have the same name in another source, the dataset must be fresh, and its row count must not
+/// jump against earlier checks.
+#[test]
+fn check_joins_other_datasets_and_watches_freshness_and_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    ok(&reservoir(&home, &["init"]));
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let communities = write(
+        "communities.csv",
+        "code,name\n310117001001,岳阳居委\n310117001002,永丰居委\n",
+    );
+    let hukou = write(
+        "hukou.csv",
+        "身份证号,姓名\nA1,张三\nB2,李四\nD4,赵七\nE5,孙八\n",
+    );
+    let people = write(
+        "people.csv",
+        "身份证号,姓名,社区代码\nA1,张三,310117001001\nB2,李四,310117009999\nC3,王五,\nD4,赵六,310117001002\n",
+    );
+    let collect = |unit: &str, dataset: &str, file: &Path, extra: &[&str]| {
+        let mut args = vec!["collect", "--unit", unit, "--dataset", dataset];
+        args.extend_from_slice(extra);
+        args.push(file.to_str().unwrap());
+        ok(&reservoir(&home, &args));
+    };
+    collect("minzheng", "communities", &communities, &[]);
+    collect("gongan", "hukou", &hukou, &[]);
+    collect(
+        "gongan",
+        "people",
+        &people,
+        &["--update-frequency", "daily"],
+    );
+    let rules = home.join("rules/gongan");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("people.yaml"),
+        "key: [身份证号]\nrules:\n\
+         \x20 - {name: 社区存在, check: referential, column: 社区代码, reference: minzheng.communities, reference_column: code}\n\
+         \x20 - {name: 姓名一致, check: consistent, column: 姓名, reference: gongan.hukou, on: [身份证号]}\n\
+         \x20 - {name: 按时更新, check: freshness}\n\
+         \x20 - {name: 数据量, check: volume, max_change: 0.5}\n",
+    )
+    .unwrap();
+    let check = || -> serde_json::Value {
+        let v = json(&reservoir(&home, &["check", "gongan.people", "--json"]));
+        v.as_array().unwrap()[0].clone()
+    };
+    let rule = |v: &serde_json::Value, name: &str| -> serde_json::Value {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"] == name)
+            .unwrap()
+            .clone()
+    };
+    let first = check();
+    let r = rule(&first, "社区存在");
+    assert_eq!(
+        (r["checked"].as_u64(), r["failed"].as_u64()),
+        (Some(4), Some(1)),
+        "{r:#}"
+    );
+    assert_eq!(r["dimension"], "consistency");
+    assert_eq!(r["examples"][0]["key"], "身份证号=B2");
+    assert_eq!(
+        r["examples"][0]["reason"],
+        "\"310117009999\" is not in raw.minzheng.communities.code"
+    );
+    let r = rule(&first, "姓名一致");
+    assert_eq!(r["failed"], 1, "{r:#}");
+    assert_eq!(r["examples"][0]["key"], "身份证号=D4");
+    assert_eq!(r["examples"][0]["value"], "赵六");
+    assert!(
+        r["examples"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("raw.gongan.hukou has \"赵七\" in 姓名 for 身份证号=D4"),
+        "{r:#}"
+    );
+    let r = rule(&first, "按时更新");
+    assert_eq!(
+        (r["checked"].as_u64(), r["failed"].as_u64()),
+        (Some(1), Some(0)),
+        "collected just now"
+    );
+    assert_eq!(first["scores"]["timeliness"], 100.0);
+    let r = rule(&first, "数据量");
+    assert_eq!(r["checked"], 0, "no earlier checks yet");
+    // The failing rows are in the quality table with the rule and reason.
+    let rows = ok(&reservoir(
+        &home,
+        &[
+            "sql",
+            "-f",
+            "csv",
+            "SELECT rule, key FROM quality.gongan.people ORDER BY rule",
+        ],
+    ));
+    assert_eq!(
+        rows,
+        "rule,key\n姓名一致,身份证号=D4\n社区存在,身份证号=B2\n"
+    );
+
+    // Two more checks make a history; then the row count doubles and the volume rule fails.
+    check();
+    let third = check();
+    assert_eq!(rule(&third, "数据量")["failed"], 0);
+    assert_eq!(rule(&third, "数据量")["checked"], 1);
+    let more = write(
+        "more.csv",
+        "身份证号,姓名,社区代码\nF6,周一,310117001001\nG7,吴二,310117001001\nH8,郑三,310117001002\nI9,冯四,310117001002\nJ10,陈五,310117001001\n",
+    );
+    collect("gongan", "people", &more, &["--mode", "append"]);
+    let after = json(&reservoir(
+        &home,
+        &["catalog", "show", "gongan.people", "--json"],
+    ));
+    let latest = &after["checks"][0];
+    let v = latest["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "数据量")
+        .unwrap();
+    assert_eq!(v["failed"], 1, "the check after collecting: {v:#}");
+    assert!(
+        v["examples"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("9 rows, 125% more than the mean of the last 3 checks (4)"),
+        "{v:#}"
+    );
+
+    // A reference that does not exist, or lacks the column, is an error naming it.
+    std::fs::write(
+        rules.join("people.yaml"),
+        "rules:\n  - {check: referential, column: 社区代码, reference: minzheng.nothing}\n",
+    )
+    .unwrap();
+    let err = fails(&reservoir(&home, &["check", "gongan.people"]));
+    assert!(err.contains("raw.minzheng.nothing does not exist"), "{err}");
+    std::fs::write(
+        rules.join("people.yaml"),
+        "rules:\n  - {check: referential, column: 社区代码, reference: minzheng.communities}\n",
+    )
+    .unwrap();
+    let err = fails(&reservoir(&home, &["check", "gongan.people"]));
+    assert!(
+        err.contains("社区代码") && err.contains("raw.minzheng.communities"),
+        "{err}"
+    );
+    std::fs::write(
+        rules.join("people.yaml"),
+        "rules:\n  - {check: consistent, column: 姓名, reference: gongan.hukou}\n",
+    )
+    .unwrap();
+    let err = fails(&reservoir(&home, &["check", "gongan.people"]));
+    assert!(err.contains("needs `on`"), "{err}");
+}
