@@ -494,6 +494,134 @@ pub struct DatasetFilter {
     pub offset: Option<i64>,
 }
 
+/// A kind of personal or identifying data a field can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PiiKind {
+    ResidentId,
+    CreditCode,
+    MobilePhone,
+    BankCard,
+    PersonName,
+    Address,
+    Email,
+}
+
+impl PiiKind {
+    pub const ALL: [PiiKind; 7] = [
+        Self::ResidentId,
+        Self::CreditCode,
+        Self::MobilePhone,
+        Self::BankCard,
+        Self::PersonName,
+        Self::Address,
+        Self::Email,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ResidentId => "resident_id",
+            Self::CreditCode => "credit_code",
+            Self::MobilePhone => "mobile_phone",
+            Self::BankCard => "bank_card",
+            Self::PersonName => "person_name",
+            Self::Address => "address",
+            Self::Email => "email",
+        }
+    }
+
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::ResidentId => "居民身份证号",
+            Self::CreditCode => "统一社会信用代码",
+            Self::MobilePhone => "手机号码",
+            Self::BankCard => "银行卡号",
+            Self::PersonName => "姓名",
+            Self::Address => "地址",
+            Self::Email => "电子邮箱",
+        }
+    }
+
+    /// The sensitivity level a dataset holding this kind should have at least: identity and
+    /// bank card numbers 4, contact and name data 3; a credit code identifies an organization
+    /// and is public by law, 1.
+    pub fn level(self) -> i64 {
+        match self {
+            Self::ResidentId | Self::BankCard => 4,
+            Self::MobilePhone | Self::PersonName | Self::Address | Self::Email => 3,
+            Self::CreditCode => 1,
+        }
+    }
+}
+
+impl fmt::Display for PiiKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PiiKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s || k.label_zh() == s)
+            .ok_or_else(|| Error::Invalid {
+                what: "personal data kind",
+                message: format!(
+                    "{s:?}; expected one of {}",
+                    Self::ALL.map(|k| k.as_str()).join(", ")
+                ),
+            })
+    }
+}
+
+/// Where a field's personal-data mark stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PiiStatus {
+    /// Found by a scan, waiting for a steward.
+    Suggested,
+    Confirmed,
+    /// The steward says the field holds no such data; rescans leave it so.
+    Rejected,
+}
+
+impl PiiStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Suggested => "suggested",
+            Self::Confirmed => "confirmed",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+impl FromStr for PiiStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "suggested" => Ok(Self::Suggested),
+            "confirmed" => Ok(Self::Confirmed),
+            "rejected" => Ok(Self::Rejected),
+            _ => Err(Error::Corrupt(format!("personal data status {s:?}"))),
+        }
+    }
+}
+
+/// A field's personal-data mark.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PiiMark {
+    pub field: String,
+    pub kind: PiiKind,
+    /// Share of the sampled non-empty values that looked like this kind, 0–1.
+    pub share: f64,
+    /// How many non-empty values were sampled.
+    pub sampled: i64,
+    pub status: PiiStatus,
+    pub updated_at: String,
+}
+
 /// A dataset found by a search, with its relevance (higher is better).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchHit {

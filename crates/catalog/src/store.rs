@@ -562,6 +562,114 @@ impl Catalog {
         self.reindex(dataset_id).await
     }
 
+    /// Stores what a personal-data scan suggested. A steward's decision on a field (confirmed
+    /// or rejected) stands; suggestions for fields the scan no longer finds are removed.
+    pub async fn record_pii_scan(&self, dataset_id: i64, found: &[PiiMark]) -> Result<()> {
+        let now = format_ts(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM field_pii WHERE dataset_id = $1 AND status = 'suggested'")
+            .bind(dataset_id)
+            .execute(&mut *tx)
+            .await?;
+        for m in found {
+            sqlx::query(
+                "INSERT INTO field_pii (dataset_id, field, kind, share, sampled, status, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, 'suggested', $6)
+                 ON CONFLICT (dataset_id, field) DO UPDATE SET share = excluded.share,
+                     sampled = excluded.sampled",
+            )
+            .bind(dataset_id)
+            .bind(&m.field)
+            .bind(m.kind.as_str())
+            .bind(m.share)
+            .bind(m.sampled)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A steward's decision on a field: it holds `kind` (confirmed), or no personal data
+    /// (rejected).
+    pub async fn decide_pii(
+        &self,
+        dataset_id: i64,
+        field: &str,
+        kind: Option<PiiKind>,
+        status: PiiStatus,
+    ) -> Result<()> {
+        let existing = self.pii(dataset_id).await?;
+        let kind = match (kind, existing.iter().find(|m| m.field == field)) {
+            (Some(k), _) => k,
+            (None, Some(m)) => m.kind,
+            (None, None) if status == PiiStatus::Rejected => {
+                return Err(Error::Invalid {
+                    what: "personal data decision",
+                    message: format!("field {field:?} has no suggestion to reject"),
+                });
+            }
+            (None, None) => {
+                return Err(Error::Invalid {
+                    what: "personal data decision",
+                    message: format!(
+                        "field {field:?} has no suggestion; name its kind ({field}=resident_id …)"
+                    ),
+                });
+            }
+        };
+        if !self
+            .fields(dataset_id)
+            .await?
+            .iter()
+            .any(|f| f.name == field)
+        {
+            return Err(Error::NotFound {
+                kind: "field",
+                name: field.to_string(),
+            });
+        }
+        sqlx::query(
+            "INSERT INTO field_pii (dataset_id, field, kind, share, sampled, status, updated_at)
+             VALUES ($1, $2, $3, 0, 0, $4, $5)
+             ON CONFLICT (dataset_id, field) DO UPDATE SET kind = excluded.kind,
+                 status = excluded.status, updated_at = excluded.updated_at",
+        )
+        .bind(dataset_id)
+        .bind(field)
+        .bind(kind.as_str())
+        .bind(status.as_str())
+        .bind(format_ts(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A dataset's personal-data marks, by field.
+    pub async fn pii(&self, dataset_id: i64) -> Result<Vec<PiiMark>> {
+        let rows = sqlx::query(
+            "SELECT field, kind, share, sampled, status, updated_at FROM field_pii
+             WHERE dataset_id = $1 ORDER BY field",
+        )
+        .bind(dataset_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PiiMark {
+                    field: r.try_get(0)?,
+                    kind: PiiKind::from_str(&r.try_get::<String, _>(1)?)
+                        .map_err(|e| Error::Corrupt(e.to_string()))?,
+                    share: r.try_get(2)?,
+                    sampled: r.try_get(3)?,
+                    status: PiiStatus::from_str(&r.try_get::<String, _>(4)?)?,
+                    updated_at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
     /// Records a catalog import and what it did.
     pub async fn record_import(
         &self,

@@ -1,8 +1,10 @@
-//! Quality inspection: column profiles and validators for Chinese identifiers; rules and
-//! scores grow here.
+//! Quality inspection: column profiles, validators for Chinese identifiers, quality rules and
+//! their check runs, and personal-data detection.
 //!
 //! ```text
 //! lake table ──► profile ──► catalog (column_profiles, per run)
+//!            ──► check (rules/<unit>/<dataset>.yaml) ──► quality table + catalog (check_runs)
+//!            ──► pii scan (a sample) ──► catalog (field_pii suggestions)
 //! ```
 //!
 //! Profiles are computed with DataFusion over the Delta table as it stands after a run: row
@@ -11,6 +13,7 @@
 
 pub mod check;
 mod error;
+pub mod pii;
 mod profile;
 pub mod rules;
 pub mod validate;

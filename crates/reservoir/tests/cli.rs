@@ -1294,3 +1294,138 @@ fn check_joins_other_datasets_and_watches_freshness_and_volume() {
     let err = fails(&reservoir(&home, &["check", "gongan.people"]));
     assert!(err.contains("needs `on`"), "{err}");
 }
+
+/// A personal-data scan suggests field kinds from the values; a steward's decisions stand across
+/// rescans and raise the dataset's sensitivity.
+#[test]
+fn pii_scan_suggests_and_stewards_decide() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let out = dir.path().join("district");
+    ok(&reservoir(&home, &["init"]));
+    ok(&reservoir(
+        &home,
+        &[
+            "synth",
+            out.to_str().unwrap(),
+            "--rows",
+            "3000",
+            "--defect-rate",
+            "0.02",
+        ],
+    ));
+    ok(&reservoir(
+        &home,
+        &[
+            "collect",
+            "--unit",
+            "gongan",
+            "--dataset",
+            "people",
+            "--column",
+            "phone=utf8",
+            out.join("people.csv").to_str().unwrap(),
+        ],
+    ));
+    let scan = json(&reservoir(
+        &home,
+        &["catalog", "pii", "gongan.people", "--json"],
+    ));
+    let suggested: Vec<(String, String)> = scan["marks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["status"], "suggested");
+            (
+                m["field"].as_str().unwrap().to_string(),
+                m["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        suggested,
+        pairs(&[
+            ("address", "address"),
+            ("name", "person_name"),
+            ("phone", "mobile_phone"),
+            ("resident_id", "resident_id"),
+        ])
+    );
+    assert_eq!(scan["scan"]["suggested_level"], 4);
+    assert_eq!(
+        scan["sensitivity"], 2,
+        "nothing changes before a steward decides"
+    );
+
+    // The steward confirms the ID and the name, rejects the address suggestion.
+    let decided = json(&reservoir(
+        &home,
+        &[
+            "catalog",
+            "pii",
+            "gongan.people",
+            "--confirm",
+            "resident_id",
+            "--confirm",
+            "name=person_name",
+            "--reject",
+            "address",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        decided["sensitivity"], 4,
+        "a confirmed resident ID means level 4"
+    );
+    // A rescan keeps the decisions.
+    let again = json(&reservoir(
+        &home,
+        &["catalog", "pii", "gongan.people", "--json"],
+    ));
+    let status = |field: &str| -> String {
+        again["marks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["field"] == field)
+            .map(|m| m["status"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(status("resident_id"), "confirmed");
+    assert_eq!(status("address"), "rejected");
+    assert_eq!(status("phone"), "suggested");
+    let show = json(&reservoir(
+        &home,
+        &["catalog", "show", "gongan.people", "--json"],
+    ));
+    assert_eq!(show["dataset"]["sensitivity"], 4);
+    assert_eq!(show["pii"].as_array().unwrap().len(), 4);
+
+    let err = fails(&reservoir(
+        &home,
+        &["catalog", "pii", "gongan.people", "--confirm", "birth_date"],
+    ));
+    assert!(err.contains("name its kind"), "{err}");
+    let err = fails(&reservoir(
+        &home,
+        &["catalog", "pii", "gongan.people", "--confirm", "nope=email"],
+    ));
+    assert!(err.contains("nope"), "{err}");
+    let err = fails(&reservoir(
+        &home,
+        &[
+            "catalog",
+            "pii",
+            "gongan.people",
+            "--confirm",
+            "phone=passport",
+        ],
+    ));
+    assert!(err.contains("expected one of resident_id"), "{err}");
+}

@@ -7,7 +7,9 @@ const I18N = {
     brand: '公共数据平台', footer: 'Reservoir · 数据归集、编目、质量检测与共享',
     'nav.home': '首页', 'nav.catalog': '数据目录', 'nav.sql': 'SQL 查询', 'nav.upload': '上传数据', 'nav.report': '运营报告',
     'rep.title': '数据运营报告', 'rep.unit': '单位', 'rep.month': '月份', 'rep.show': '生成报告', 'rep.print': '打印 / 另存为 PDF',
-    'rep.csv': '下载 CSV', 'rep.json': 'JSON', 'catalog.allTopics': '全部主题', 'ds.notCollected': '仅编目，未归集', 'layer.catalog': '目录',
+    'rep.csv': '下载 CSV', 'rep.json': 'JSON', 'pii.suggested': '疑似', 'pii.confirmed': '已确认', 'pii.rejected': '已排除',
+    'pii.resident_id': '身份证号', 'pii.credit_code': '统一社会信用代码', 'pii.mobile_phone': '手机号', 'pii.bank_card': '银行卡号',
+    'pii.person_name': '姓名', 'pii.address': '地址', 'pii.email': '邮箱', 'catalog.allTopics': '全部主题', 'ds.notCollected': '仅编目，未归集', 'layer.catalog': '目录',
     'home.title': '平台概览', 'home.units': '委办局', 'home.systems': '业务系统', 'home.datasets': '数据集',
     'home.rows': '数据总量（行）', 'home.storage': '存储使用', 'home.of': '容量', 'home.runs': '采集批次',
     'home.failed': '失败', 'home.byUnit': '各单位归集数据量', 'home.latest': '最近采集',
@@ -47,7 +49,9 @@ const I18N = {
     brand: 'Public Data Platform', footer: 'Reservoir · collect, catalog, inspect and share public data',
     'nav.home': 'Home', 'nav.catalog': 'Catalog', 'nav.sql': 'SQL', 'nav.upload': 'Upload', 'nav.report': 'Reports',
     'rep.title': 'Operation report', 'rep.unit': 'Unit', 'rep.month': 'Month', 'rep.show': 'Show report', 'rep.print': 'Print / save as PDF',
-    'rep.csv': 'Download CSV', 'rep.json': 'JSON', 'catalog.allTopics': 'All topics', 'ds.notCollected': 'cataloged, not collected', 'layer.catalog': 'catalog',
+    'rep.csv': 'Download CSV', 'rep.json': 'JSON', 'pii.suggested': 'suggested', 'pii.confirmed': 'confirmed', 'pii.rejected': 'rejected',
+    'pii.resident_id': 'resident ID', 'pii.credit_code': 'credit code', 'pii.mobile_phone': 'mobile', 'pii.bank_card': 'bank card',
+    'pii.person_name': 'name', 'pii.address': 'address', 'pii.email': 'email', 'catalog.allTopics': 'All topics', 'ds.notCollected': 'cataloged, not collected', 'layer.catalog': 'catalog',
     'home.title': 'Overview', 'home.units': 'Units', 'home.systems': 'Systems', 'home.datasets': 'Datasets',
     'home.rows': 'Rows', 'home.storage': 'Storage used', 'home.of': 'of', 'home.runs': 'Collection runs',
     'home.failed': 'failed', 'home.byUnit': 'Rows collected per unit', 'home.latest': 'Latest runs',
@@ -311,12 +315,18 @@ async function pageDataset(main, layer, unit, name) {
   const prof = Object.fromEntries((detail.profile ? detail.profile.columns : []).map((p) => [p.column_name, p]));
   const head = el('tr', {}, [t('ds.field'), t('ds.fieldTitle'), t('ds.type'), t('ds.nullRate'), t('ds.distinct'), t('ds.range'), t('ds.top')]
     .map((h, i) => el('th', { class: i === 3 || i === 4 ? 'num' : '' }, h)));
+  const pii = Object.fromEntries((detail.pii || []).map((m) => [m.field, m]));
   const rows = detail.fields.map((f) => {
     const p = prof[f.name];
+    const mark = pii[f.name];
+    const piiBadge = mark && mark.status !== 'rejected'
+      ? el('span', { class: 'badge ' + (mark.status === 'confirmed' ? 'bad' : 'warn'), style: 'margin-left:6px', 'data-testid': 'pii-' + f.name },
+        `${t('pii.' + mark.kind)} · ${t('pii.' + mark.status)}`)
+      : null;
     const nullRate = p && p.row_count ? ((p.null_count / p.row_count) * 100).toFixed(1) + '%' : '–';
     const top = p ? p.top_values.slice(0, 3).map((v) => `${v.value === null ? t('null') : v.value} ×${fmt(v.count)}`).join('，') : '';
     return el('tr', {},
-      el('td', {}, el('code', {}, f.name)),
+      el('td', {}, el('code', {}, f.name), piiBadge),
       el('td', {}, f.title, f.description ? el('div', { class: 'muted' }, f.description) : null),
       el('td', {}, f.data_type, f.flags.includes('all_empty') ? el('span', { class: 'badge warn', style: 'margin-left:6px' }, t('ds.allEmpty')) : null),
       el('td', { class: 'num' }, nullRate),

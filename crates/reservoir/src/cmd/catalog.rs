@@ -57,6 +57,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Personal data: scan a sample of a dataset for resident IDs, credit codes, phones, bank
+    /// cards, names, addresses and mail addresses, and record the suggestions; or record a
+    /// steward's decisions (--confirm, --reject). Confirmed kinds raise the dataset's
+    /// sensitivity to the level they imply.
+    Pii {
+        /// layer.unit.name, or unit.name for the raw layer.
+        dataset: String,
+        /// Rows to sample.
+        #[arg(long, default_value_t = reservoir_quality::pii::DEFAULT_SAMPLE)]
+        sample: usize,
+        /// Confirm a field: FIELD (its suggested kind) or FIELD=KIND (resident_id, credit_code,
+        /// mobile_phone, bank_card, person_name, address, email).
+        #[arg(long, value_name = "FIELD[=KIND]")]
+        confirm: Vec<String>,
+        /// Say a field holds no personal data; rescans leave it so.
+        #[arg(long, value_name = "FIELD")]
+        reject: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Export the catalog: CSV (UTF-8 with BOM, opens in Excel), XLSX, or DCAT 3 JSON-LD. The
     /// spreadsheet columns are the ones `catalog import` reads back.
     Export {
@@ -171,10 +191,12 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
             let profile = catalog.latest_profiles(d.id).await?;
             let runs = catalog.runs(Some(d.id), 10).await?;
             let checks = catalog.check_runs(d.id, 5).await?;
+            let pii = catalog.pii(d.id).await?;
             if json {
                 let v = serde_json::json!({
                     "dataset": d,
                     "fields": fields,
+                    "pii": pii,
                     "profile": profile.as_ref().map(|(run, p)| serde_json::json!({"run_id": run, "columns": p})),
                     "runs": runs,
                     "checks": checks,
@@ -183,6 +205,9 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
             } else {
                 print::dataset(&d, &fields, profile.as_ref(), &runs);
                 print::checks(&checks);
+                if !pii.is_empty() {
+                    print_pii(&pii);
+                }
             }
         }
         Command::Runs {
@@ -339,6 +364,112 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
             }
             println!("exported {} datasets to {}", datasets.len(), out.display());
         }
+        Command::Pii {
+            dataset,
+            sample,
+            confirm,
+            reject,
+            json,
+        } => {
+            let d = find_dataset(catalog, &dataset).await?;
+            if confirm.is_empty() && reject.is_empty() {
+                if d.table_version.is_none() {
+                    bail!(
+                        "{} is cataloged but not collected: there are no values to scan",
+                        d.qualified_name()
+                    );
+                }
+                let table = reservoir_lake::TableRef::new(
+                    d.layer.parse::<reservoir_lake::Layer>()?,
+                    &d.unit_id,
+                    &d.name,
+                );
+                let scan = reservoir_quality::pii::scan_table(&home.lake, &table, sample).await?;
+                catalog.record_pii_scan(d.id, &scan.marks()).await?;
+                if json {
+                    let v = serde_json::json!({
+                        "scan": scan,
+                        "marks": catalog.pii(d.id).await?,
+                        "sensitivity": d.sensitivity,
+                    });
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!("{}: {} rows sampled", d.qualified_name(), scan.rows_sampled);
+                    for f in &scan.fields {
+                        let Some((kind, share)) = f.best else {
+                            continue;
+                        };
+                        println!(
+                            "  {:<24} {:<14} {:>5.1}% of {} values{}",
+                            f.field,
+                            kind.as_str(),
+                            share * 100.0,
+                            f.sampled,
+                            if f.suggested { "  → suggested" } else { "" }
+                        );
+                    }
+                    print_pii(&catalog.pii(d.id).await?);
+                    if scan.suggested_level > d.sensitivity {
+                        println!(
+                            "  the suggested kinds imply sensitivity {} (the dataset has {}); confirm them with --confirm FIELD",
+                            scan.suggested_level, d.sensitivity
+                        );
+                    }
+                }
+            } else {
+                for c in &confirm {
+                    let (field, kind) = match c.split_once('=') {
+                        Some((f, k)) => (f, Some(k.parse::<reservoir_catalog::PiiKind>()?)),
+                        None => (c.as_str(), None),
+                    };
+                    catalog
+                        .decide_pii(d.id, field, kind, reservoir_catalog::PiiStatus::Confirmed)
+                        .await?;
+                }
+                for field in &reject {
+                    catalog
+                        .decide_pii(d.id, field, None, reservoir_catalog::PiiStatus::Rejected)
+                        .await?;
+                }
+                let marks = catalog.pii(d.id).await?;
+                let level = marks
+                    .iter()
+                    .filter(|m| m.status == reservoir_catalog::PiiStatus::Confirmed)
+                    .map(|m| m.kind.level())
+                    .max()
+                    .unwrap_or(1);
+                let mut sensitivity = d.sensitivity;
+                if level > d.sensitivity {
+                    catalog
+                        .upsert_dataset(&reservoir_catalog::DatasetSpec {
+                            layer: d.layer.clone(),
+                            unit_id: d.unit_id.clone(),
+                            name: d.name.clone(),
+                            title: d.title.clone(),
+                            description: d.description.clone(),
+                            system_id: d.system_id.clone(),
+                            location: d.location.clone(),
+                            update_frequency: d.update_frequency,
+                            sensitivity: level,
+                            open_tier: d.open_tier,
+                        })
+                        .await?;
+                    sensitivity = level;
+                }
+                if json {
+                    let v = serde_json::json!({"marks": marks, "sensitivity": sensitivity});
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    print_pii(&marks);
+                    if sensitivity != d.sensitivity {
+                        println!(
+                            "  sensitivity raised from {} to {sensitivity}",
+                            d.sensitivity
+                        );
+                    }
+                }
+            }
+        }
         Command::Drift { dataset, json } => {
             let d = find_dataset(catalog, &dataset).await?;
             let events = catalog.drift_events(d.id).await?;
@@ -440,6 +571,23 @@ fn print_import(r: &ImportReport, dry_run: bool) {
     }
     for x in &r.rejected {
         println!("  rejected: line {}: {}", x.line, x.reason);
+    }
+}
+
+fn print_pii(marks: &[reservoir_catalog::PiiMark]) {
+    if marks.is_empty() {
+        println!("  no personal data found or recorded");
+        return;
+    }
+    println!("  personal data:");
+    for m in marks {
+        println!(
+            "    {:<24} {} ({}) — {}",
+            m.field,
+            m.kind.label_zh(),
+            m.kind.as_str(),
+            m.status.as_str()
+        );
     }
 }
 

@@ -210,6 +210,8 @@ pub struct DatasetDetail {
     pub runs: Vec<Run>,
     /// Name of the quarantine table, if any row of this dataset was ever quarantined.
     pub quarantine_table: Option<String>,
+    /// Fields holding personal data: suggested by a scan, or decided by a steward.
+    pub pii: Vec<reservoir_catalog::PiiMark>,
 }
 
 async fn find_dataset(state: &AppState, layer: &str, unit: &str, name: &str) -> ApiResult<Dataset> {
@@ -262,6 +264,7 @@ pub(crate) async fn dataset(
             .map(|(run_id, columns)| Profile { run_id, columns }),
         runs: catalog.runs(Some(d.id), 20).await?,
         quarantine_table: quarantine,
+        pii: catalog.pii(d.id).await?,
         unit_name,
         dataset: d,
     }))
