@@ -76,6 +76,9 @@ def main(base, shots):
         expect(page.get_by_test_id("sample").locator("tbody tr")).to_have_count(20)
         expect(page.get_by_test_id("runs")).to_contain_text("386")
         expect(page.get_by_test_id("drift")).to_contain_text("来源结构未发生变化")
+        # Lineage: the source definition loaded it and its check wrote the quality table.
+        expect(page.get_by_test_id("lineage")).to_have_attribute("data-edges", "2")
+        expect(page.locator("[data-testid=lineage] canvas")).to_have_count(1)
         page.screenshot(path=f"{shots}/04-dataset.png", full_page=True)
 
         # SQL workbench: villages per street, then a CSV download.

@@ -17,6 +17,7 @@
 pub mod dcat;
 pub mod directory;
 mod error;
+pub mod lineage;
 mod model;
 pub mod owner;
 pub mod report;

@@ -119,6 +119,11 @@ impl Catalog {
         Ok(Self { pool, backend })
     }
 
+    /// The connection pool, for the catalog's other modules.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -576,6 +576,37 @@ async fn directory_search_and_report(catalog: &Catalog, villages: i64) {
         .await
         .unwrap();
     assert_eq!((before.datasets.cataloged, before.rows.runs), (0, 0));
+    // Lineage: the runs' source loaded villages, its check wrote the quality table.
+    let lineage = catalog.lineage(None).await.unwrap();
+    let load = lineage
+        .edges
+        .iter()
+        .find(|e| e.kind == "load" && e.to == "raw.minzheng.villages")
+        .unwrap();
+    assert_eq!(
+        (load.runs, load.rows),
+        (1, 386),
+        "b1 from a.csv; b2 (failed) from b.csv"
+    );
+    assert_eq!(
+        lineage
+            .edges
+            .iter()
+            .filter(|e| e.kind == "load" && e.to == "raw.minzheng.villages")
+            .count(),
+        2
+    );
+    assert!(lineage.edges.iter().any(|e| e.kind == "check"
+        && e.from == "raw.minzheng.villages"
+        && e.to == "quality.minzheng.villages"
+        && e.rows == 38));
+    let villages_ds = catalog.dataset_by_id(villages).await.unwrap().unwrap();
+    let own = catalog.lineage(Some(&villages_ds)).await.unwrap();
+    assert!(
+        own.edges
+            .iter()
+            .all(|e| e.to.contains("villages") || e.from.contains("villages"))
+    );
     let html = reservoir_catalog::report::render_html(&r, Default::default());
     assert!(html.contains("区民政局") && html.contains("<svg"));
     let csv = reservoir_catalog::report::render_csv(&r);

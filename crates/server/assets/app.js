@@ -9,7 +9,9 @@ const I18N = {
     'rep.title': '数据运营报告', 'rep.unit': '单位', 'rep.month': '月份', 'rep.show': '生成报告', 'rep.print': '打印 / 另存为 PDF',
     'rep.csv': '下载 CSV', 'rep.json': 'JSON', 'pii.suggested': '疑似', 'pii.confirmed': '已确认', 'pii.rejected': '已排除',
     'pii.resident_id': '身份证号', 'pii.credit_code': '统一社会信用代码', 'pii.mobile_phone': '手机号', 'pii.bank_card': '银行卡号',
-    'pii.person_name': '姓名', 'pii.address': '地址', 'pii.email': '邮箱', 'catalog.allTopics': '全部主题', 'ds.notCollected': '仅编目，未归集', 'layer.catalog': '目录',
+    'pii.person_name': '姓名', 'pii.address': '地址', 'pii.email': '邮箱',
+    'ds.lineage': '数据血缘', 'lin.none': '尚无血缘记录。', 'lin.source': '来源', 'lin.dataset': '数据集', 'lin.quarantine': '隔离区', 'lin.quality': '质量问题',
+    'lin.load': '归集', 'lin.check': '质量检测', 'lin.runs': '{n} 次', 'lin.rows': '{n} 行', 'catalog.allTopics': '全部主题', 'ds.notCollected': '仅编目，未归集', 'layer.catalog': '目录',
     'home.title': '平台概览', 'home.units': '委办局', 'home.systems': '业务系统', 'home.datasets': '数据集',
     'home.rows': '数据总量（行）', 'home.storage': '存储使用', 'home.of': '容量', 'home.runs': '采集批次',
     'home.failed': '失败', 'home.byUnit': '各单位归集数据量', 'home.latest': '最近采集',
@@ -51,7 +53,9 @@ const I18N = {
     'rep.title': 'Operation report', 'rep.unit': 'Unit', 'rep.month': 'Month', 'rep.show': 'Show report', 'rep.print': 'Print / save as PDF',
     'rep.csv': 'Download CSV', 'rep.json': 'JSON', 'pii.suggested': 'suggested', 'pii.confirmed': 'confirmed', 'pii.rejected': 'rejected',
     'pii.resident_id': 'resident ID', 'pii.credit_code': 'credit code', 'pii.mobile_phone': 'mobile', 'pii.bank_card': 'bank card',
-    'pii.person_name': 'name', 'pii.address': 'address', 'pii.email': 'email', 'catalog.allTopics': 'All topics', 'ds.notCollected': 'cataloged, not collected', 'layer.catalog': 'catalog',
+    'pii.person_name': 'name', 'pii.address': 'address', 'pii.email': 'email',
+    'ds.lineage': 'Lineage', 'lin.none': 'No lineage recorded yet.', 'lin.source': 'source', 'lin.dataset': 'dataset', 'lin.quarantine': 'quarantine', 'lin.quality': 'quality issues',
+    'lin.load': 'load', 'lin.check': 'check', 'lin.runs': '{n} runs', 'lin.rows': '{n} rows', 'catalog.allTopics': 'All topics', 'ds.notCollected': 'cataloged, not collected', 'layer.catalog': 'catalog',
     'home.title': 'Overview', 'home.units': 'Units', 'home.systems': 'Systems', 'home.datasets': 'Datasets',
     'home.rows': 'Rows', 'home.storage': 'Storage used', 'home.of': 'of', 'home.runs': 'Collection runs',
     'home.failed': 'failed', 'home.byUnit': 'Rows collected per unit', 'home.latest': 'Latest runs',
@@ -357,6 +361,37 @@ async function pageDataset(main, layer, unit, name) {
     } catch (err) { showError(qBox, err); }
   };
   main.append(runsTable(detail.runs, false, showQuarantine), qBox);
+
+  // Lineage: where the rows came from and where rejected and failing rows went.
+  main.append(el('h2', {}, t('ds.lineage')));
+  const linBox = el('div', { class: 'chart', 'data-testid': 'lineage', style: 'height:260px' });
+  main.append(linBox);
+  api(base + '/lineage').then((g) => {
+    if (!g.edges.length) { linBox.replaceChildren(el('p', { class: 'muted' }, t('lin.none'))); linBox.style.height = 'auto'; return; }
+    linBox.dataset.edges = String(g.edges.length);
+    if (!window.echarts) return;
+    const column = { source: 0, dataset: 1, quarantine: 2, quality: 2 };
+    const perColumn = {};
+    const colors = { source: '#6b7a8f', dataset: '#0b5cad', quarantine: '#c0392b', quality: '#d68910' };
+    const short = (n) => (n.kind === 'source' ? n.label.replace(/^source\s+/, '').split('/').pop() : n.label);
+    const nodes = g.nodes.map((n) => {
+      const c = column[n.kind];
+      const row = (perColumn[c] = (perColumn[c] || 0) + 1) - 1;
+      return { id: n.id, name: short(n), x: c * 300, y: row * 70, symbolSize: n.kind === 'dataset' ? 22 : 16,
+        itemStyle: { color: colors[n.kind] }, label: { show: true, position: 'bottom' },
+        tooltip: { formatter: `${t('lin.' + n.kind)}: ${n.label}${n.title ? '<br>' + n.title : ''}` } };
+    });
+    const chart = echarts.init(linBox);
+    chart.setOption({
+      animation: false,
+      tooltip: {},
+      series: [{ type: 'graph', layout: 'none', roam: true, edgeSymbol: ['none', 'arrow'], edgeSymbolSize: 9,
+        data: nodes,
+        links: g.edges.map((e) => ({ source: e.from, target: e.to, lineStyle: { width: 2, color: '#98a6b8' },
+          label: { show: true, formatter: `${t('lin.' + e.kind)} · ${t('lin.runs', { n: e.runs })}`, fontSize: 11 },
+          tooltip: { formatter: `${t('lin.' + e.kind)}: ${t('lin.runs', { n: e.runs })}, ${t('lin.rows', { n: fmt(e.rows) })}` } })) }],
+    });
+  }).catch((err) => showError(linBox, err));
 
   // Schema drift of the source: what changed, and what the collection did about it.
   main.append(el('h2', {}, t('ds.drift')));

@@ -36,6 +36,8 @@ timeout (408), payload_too_large (413) and internal (500).",
         catalog::dataset_sample,
         catalog::dataset_runs,
         catalog::dataset_drift,
+        catalog::dataset_lineage,
+        catalog::lineage,
         catalog::alerts,
         catalog::runs,
         catalog::run,
@@ -77,6 +79,11 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
             "/datasets/{layer}/{unit}/{name}/runs",
             get(catalog::dataset_runs),
         )
+        .route(
+            "/datasets/{layer}/{unit}/{name}/lineage",
+            get(catalog::dataset_lineage),
+        )
+        .route("/lineage", get(catalog::lineage))
         .route(
             "/datasets/{layer}/{unit}/{name}/drift",
             get(catalog::dataset_drift),

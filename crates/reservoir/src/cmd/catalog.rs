@@ -77,6 +77,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Lineage: the sources that loaded a dataset (or every dataset), and the quarantine and
+    /// quality tables its rejected and failing rows went to.
+    Lineage {
+        /// layer.unit.name, or unit.name for the raw layer (default: the whole catalog).
+        dataset: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Export the catalog: CSV (UTF-8 with BOM, opens in Excel), XLSX, or DCAT 3 JSON-LD. The
     /// spreadsheet columns are the ones `catalog import` reads back.
     Export {
@@ -467,6 +475,30 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
                             d.sensitivity
                         );
                     }
+                }
+            }
+        }
+        Command::Lineage { dataset, json } => {
+            let d = match dataset {
+                Some(name) => Some(find_dataset(catalog, &name).await?),
+                None => None,
+            };
+            let lineage = catalog.lineage(d.as_ref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&lineage)?);
+            } else if lineage.edges.is_empty() {
+                println!("no lineage recorded yet: nothing was collected");
+            } else {
+                for e in &lineage.edges {
+                    println!(
+                        "{} ──{}──► {}   {} runs, {} rows, last {}",
+                        e.from.strip_prefix("source:").unwrap_or(&e.from),
+                        e.kind,
+                        e.to,
+                        e.runs,
+                        e.rows,
+                        e.last_at.as_deref().unwrap_or("—")
+                    );
                 }
             }
         }

@@ -342,6 +342,32 @@ pub(crate) async fn dataset_drift(
     Ok(Json(state.catalog().drift_events(d.id).await?))
 }
 
+/// A dataset's lineage: the sources that loaded it, and the quarantine and quality tables its
+/// rejected and failing rows went to.
+#[utoipa::path(
+    get,
+    path = "/api/v1/datasets/{layer}/{unit}/{name}/lineage",
+    tag = "catalog",
+    params(("layer" = String, Path, example = "raw"), ("unit" = String, Path, example = "minzheng"), ("name" = String, Path, example = "villages")),
+    responses((status = 200, body = reservoir_catalog::lineage::Lineage), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody))
+)]
+pub(crate) async fn dataset_lineage(
+    State(state): State<AppState>,
+    ApiPath((layer, unit, name)): ApiPath<(String, String, String)>,
+) -> ApiResult<Json<reservoir_catalog::lineage::Lineage>> {
+    let d = find_dataset(&state, &layer, &unit, &name).await?;
+    Ok(Json(state.catalog().lineage(Some(&d)).await?))
+}
+
+/// The lineage of the whole catalog.
+#[utoipa::path(get, path = "/api/v1/lineage", tag = "catalog",
+    responses((status = 200, body = reservoir_catalog::lineage::Lineage)))]
+pub(crate) async fn lineage(
+    State(state): State<AppState>,
+) -> ApiResult<Json<reservoir_catalog::lineage::Lineage>> {
+    Ok(Json(state.catalog().lineage(None).await?))
+}
+
 /// Query of the alerts list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
