@@ -14,6 +14,7 @@
 //! Timestamps are stored as RFC 3339 UTC text with microsecond precision, so they sort as text and
 //! read back identically on both backends.
 
+pub mod codes;
 pub mod dcat;
 pub mod directory;
 mod error;

@@ -233,6 +233,16 @@ pub async fn check_table(
         .map(|f| f.name().clone())
         .filter(|n| !meta::ALL.contains(&n.as_str()))
         .collect();
+    if let Some(rule) = rules
+        .rules
+        .iter()
+        .find(|r| matches!(r.check, Check::CodeTable { codes: None, .. }))
+    {
+        return Err(Error::Reference {
+            rule: rule.name.clone(),
+            message: "its code table was not loaded from the catalog (check the dataset with check_dataset)".into(),
+        });
+    }
     for rule in &rules.rules {
         let on = match &rule.check {
             Check::Consistent { on, .. } => on.as_slice(),
@@ -999,6 +1009,7 @@ pub async fn check_dataset(
     let Some(found) = catalog.dataset(Layer::Raw.as_str(), unit, dataset).await? else {
         return Err(Error::NoDataset(table.to_string()));
     };
+    let rules = &resolve_code_tables(catalog, found.id, rules).await?;
     let started = Utc::now();
     let check_run = uuid::Uuid::now_v7().to_string();
     // Birth dates are judged against the date in China (UTC+8, no daylight saving).
@@ -1040,6 +1051,51 @@ pub async fn check_dataset(
     };
     let id = catalog.record_check_run(&record).await?;
     Ok((outcome, id))
+}
+
+/// Loads the codes of every `code_table` rule from the catalog: the rule's `table`, else the
+/// code table its field is bound to.
+async fn resolve_code_tables(
+    catalog: &reservoir_catalog::Catalog,
+    dataset_id: i64,
+    rules: &RuleSet,
+) -> Result<RuleSet> {
+    let mut rules = rules.clone();
+    let bindings = catalog.field_code_tables(dataset_id).await?;
+    for rule in &mut rules.rules {
+        let Check::CodeTable { table, codes } = &mut rule.check else {
+            continue;
+        };
+        let field = &rule.columns[0];
+        let id = match table.clone().or_else(|| {
+            bindings
+                .iter()
+                .find(|(f, _)| f == field)
+                .map(|(_, t)| t.clone())
+        }) {
+            Some(id) => id,
+            None => {
+                return Err(Error::Reference {
+                    rule: rule.name.clone(),
+                    message: format!(
+                        "the field {field:?} is bound to no code table; bind it (reservoir catalog bind DATASET {field} TABLE) or give the rule `table:`"
+                    ),
+                });
+            }
+        };
+        let values = catalog.code_values(&id).await.map_err(|e| match e {
+            reservoir_catalog::Error::NotFound { .. } => Error::Reference {
+                rule: rule.name.clone(),
+                message: format!(
+                    "there is no code table {id:?}; `reservoir catalog codes` lists them"
+                ),
+            },
+            other => Error::Catalog(other),
+        })?;
+        *codes = Some(Arc::new(values.into_iter().map(|v| v.code).collect()));
+        *table = Some(id);
+    }
+    Ok(rules)
 }
 
 /// Runs the rules of `raw.<unit>.<dataset>` if it has a rules file under `rules_dir`

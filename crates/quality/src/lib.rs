@@ -12,6 +12,7 @@
 //! of every data column.
 
 pub mod check;
+pub mod codes;
 mod error;
 pub mod pii;
 mod profile;

@@ -123,6 +123,9 @@ pub struct RuleDef {
     /// `volume`: how many earlier checks make the mean (default 5; at least 2 are needed).
     #[serde(default)]
     pub history: Option<u32>,
+    /// `code_table`: the catalog's code table (default: the one the field is bound to).
+    #[serde(default)]
+    pub table: Option<String>,
     /// Reserved: failing rows would be quarantined. Refused until that is built.
     #[serde(default)]
     pub blocking: bool,
@@ -159,6 +162,12 @@ pub enum Check {
         column: Option<String>,
         on: Vec<String>,
     },
+    /// The value is a code of a catalog code table. The codes are loaded from the catalog
+    /// before the check runs.
+    CodeTable {
+        table: Option<String>,
+        codes: Option<std::sync::Arc<HashSet<String>>>,
+    },
     /// The dataset was collected as often as its update frequency says (one table-level check).
     Freshness,
     /// The row count is near the mean of earlier checks (one table-level check).
@@ -181,6 +190,7 @@ impl Check {
             Self::MobilePhone => "mobile_phone",
             Self::Date(_) => "date",
             Self::Division => "division",
+            Self::CodeTable { .. } => "code_table",
             Self::Referential { .. } => "referential",
             Self::Consistent { .. } => "consistent",
             Self::Freshness => "freshness",
@@ -468,6 +478,13 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
                 on: def.on.clone(),
             }
         }
+        "code_table" => {
+            single("code_table")?;
+            Check::CodeTable {
+                table: def.table.clone(),
+                codes: None,
+            }
+        }
         "freshness" => Check::Freshness,
         "volume" => {
             let max_change = def.max_change.unwrap_or(0.5);
@@ -490,8 +507,8 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
         other => {
             return Err(format!(
                 "unknown check {other:?}; expected not_null, unique, regex, range, allowed, \
-                 resident_id, credit_code, mobile_phone, date, division, referential, \
-                 consistent, freshness or volume"
+                 resident_id, credit_code, mobile_phone, date, division, code_table, \
+                 referential, consistent, freshness or volume"
             ));
         }
     };
@@ -528,6 +545,10 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
     let volume = matches!(check, Check::Volume { .. });
     unused("max_change", def.max_change.is_some() && !volume)?;
     unused("history", def.history.is_some() && !volume)?;
+    unused(
+        "table",
+        def.table.is_some() && !matches!(check, Check::CodeTable { .. }),
+    )?;
     let name = def.name.clone().unwrap_or_else(|| {
         if columns.is_empty() {
             check.as_str().to_string()
@@ -675,6 +696,15 @@ impl Rule {
                 .periods(v.trim())
                 .is_empty()
                 .then(|| Finding::Fail(format!("{v:?} is not a GB/T 2260 division code"))),
+            Check::CodeTable { table, codes } => {
+                let known = codes.as_ref().is_some_and(|c| c.contains(v.trim()));
+                (!known).then(|| {
+                    Finding::Fail(format!(
+                        "{v:?} is not a code of the code table {}",
+                        table.as_deref().unwrap_or("?")
+                    ))
+                })
+            }
         }
     }
 }
@@ -810,6 +840,10 @@ mod tests {
             (
                 "rules:\n  - {check: referential, column: n, reference: a.b, max_change: 1}",
                 "`max_change` does not apply",
+            ),
+            (
+                "rules:\n  - {check: not_null, column: n, table: gb2260}",
+                "`table` does not apply",
             ),
         ] {
             let e = parse(yaml).unwrap_err();

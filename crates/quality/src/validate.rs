@@ -64,6 +64,17 @@ impl Divisions {
         })
     }
 
+    /// Every code with its periods, by code.
+    pub fn all(&self) -> Vec<(String, &DivisionPeriod)> {
+        let mut out: Vec<(String, &DivisionPeriod)> = self
+            .codes
+            .iter()
+            .flat_map(|(code, periods)| periods.iter().map(move |p| (format!("{code:06}"), p)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.start_year.cmp(&b.1.start_year)));
+        out
+    }
+
     /// Reads `code,name,start_year,end_year[,…]` rows (a header first).
     pub fn from_csv(text: &str) -> Result<Self, String> {
         let mut codes: HashMap<u32, Vec<DivisionPeriod>> = HashMap::new();

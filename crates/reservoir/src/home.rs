@@ -70,6 +70,9 @@ impl Home {
         let catalog = Catalog::connect(&url)
             .await
             .with_context(|| format!("opening the catalog at {}", redact(&url)))?;
+        reservoir_quality::codes::ensure_builtin_code_tables(&catalog)
+            .await
+            .context("loading the built-in code tables into the catalog")?;
         Ok(Self {
             root,
             config,

@@ -1429,3 +1429,124 @@ fn pii_scan_suggests_and_stewards_decide() {
     ));
     assert!(err.contains("expected one of resident_id"), "{err}");
 }
+
+/// Code tables: the built-in GB/T 2260 (retired codes with their years) and GB/T 2261.1, a
+/// user's own imported from a sheet, a field bound to one and checked against it.
+#[test]
+fn code_tables_are_built_in_imported_bound_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    ok(&reservoir(&home, &["init"]));
+    let tables = json(&reservoir(&home, &["catalog", "codes", "--json"]));
+    let tables = tables.as_array().unwrap();
+    let gb2260 = tables.iter().find(|t| t["id"] == "gb2260").unwrap();
+    assert_eq!(gb2260["values"], 8110);
+    assert_eq!(gb2260["builtin"], true);
+    let sex = json(&reservoir(
+        &home,
+        &["catalog", "codes", "gb2261_1", "--json"],
+    ));
+    assert_eq!(
+        sex.as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["code"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["0", "1", "2", "9"]
+    );
+    let divisions = ok(&reservoir(&home, &["catalog", "codes", "gb2260"]));
+    assert!(
+        divisions.contains("310227       松江县  (1982–1997)"),
+        "the retired Songjiang county code"
+    );
+
+    // A code table of the unit's own, from a GBK CSV with Chinese headers.
+    let file = dir.path().join("婚姻状况.csv");
+    let (bytes, _, _) = encoding_rs::GBK.encode("代码,名称\n10,未婚\n20,已婚\n30,丧偶\n40,离婚\n");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = ok(&reservoir(
+        &home,
+        &[
+            "catalog",
+            "codes",
+            "marital",
+            "--import",
+            file.to_str().unwrap(),
+            "--name",
+            "婚姻状况代码",
+            "--standard",
+            "GB/T 2261.2-2003",
+        ],
+    ));
+    assert!(out.contains("4 values"), "{out}");
+    let err = fails(&reservoir(
+        &home,
+        &[
+            "catalog",
+            "codes",
+            "gb2261_1",
+            "--import",
+            file.to_str().unwrap(),
+        ],
+    ));
+    assert!(err.contains("built-in"), "{err}");
+
+    let people = dir.path().join("people.csv");
+    std::fs::write(
+        &people,
+        "id,gender,marital\n1,1,20\n2,2,10\n3,男,20\n4,9,50\n",
+    )
+    .unwrap();
+    ok(&reservoir(
+        &home,
+        &[
+            "collect",
+            "--unit",
+            "gongan",
+            "--dataset",
+            "people",
+            "--column",
+            "gender=utf8",
+            "--column",
+            "marital=utf8",
+            people.to_str().unwrap(),
+        ],
+    ));
+    ok(&reservoir(
+        &home,
+        &["catalog", "bind", "gongan.people", "marital", "marital"],
+    ));
+    let err = fails(&reservoir(
+        &home,
+        &["catalog", "bind", "gongan.people", "marital", "nope"],
+    ));
+    assert!(err.contains("nope"), "{err}");
+    let rules = home.join("rules/gongan");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("people.yaml"),
+        "key: [id]\nrules:\n  - {check: code_table, column: gender, table: gb2261_1}\n  - {check: code_table, column: marital}\n",
+    )
+    .unwrap();
+    let v = json(&reservoir(&home, &["check", "gongan.people", "--json"]));
+    let results = v[0]["results"].as_array().unwrap();
+    assert_eq!(results[0]["failed"], 1);
+    assert_eq!(results[0]["examples"][0]["key"], "id=3");
+    assert_eq!(
+        results[0]["examples"][0]["reason"],
+        "\"男\" is not a code of the code table gb2261_1"
+    );
+    assert_eq!(
+        results[1]["failed"], 1,
+        "marital is checked against its binding"
+    );
+    assert_eq!(results[1]["examples"][0]["value"], "50");
+
+    // Unbound, with no table named, the rule cannot run and says why.
+    ok(&reservoir(
+        &home,
+        &["catalog", "bind", "gongan.people", "marital"],
+    ));
+    let err = fails(&reservoir(&home, &["check", "gongan.people"]));
+    assert!(err.contains("bound to no code table"), "{err}");
+}

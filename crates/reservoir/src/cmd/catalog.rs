@@ -77,6 +77,32 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Code tables (代码表): list them, show one's values, or import one from a CSV/XLSX with
+    /// columns code and label (代码, 名称; optional valid_from, valid_to years). Built in:
+    /// gb2260 (divisions, retired codes included) and gb2261_1 (sex).
+    Codes {
+        /// The table to show (or to import into).
+        id: Option<String>,
+        /// Import the table's values from this file (replacing them).
+        #[arg(long, requires = "id")]
+        import: Option<PathBuf>,
+        /// The table's name, for an import.
+        #[arg(long, requires = "import")]
+        name: Option<String>,
+        /// The standard it follows, for an import.
+        #[arg(long, requires = "import")]
+        standard: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bind a dataset's field to a code table (a `code_table` rule without `table:` then checks
+    /// the field against it); without TABLE, unbind it.
+    Bind {
+        /// layer.unit.name, or unit.name for the raw layer.
+        dataset: String,
+        field: String,
+        table: Option<String>,
+    },
     /// Lineage: the sources that loaded a dataset (or every dataset), and the quarantine and
     /// quality tables its rejected and failing rows went to.
     Lineage {
@@ -478,6 +504,89 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
                 }
             }
         }
+        Command::Codes {
+            id,
+            import,
+            name,
+            standard,
+            json,
+        } => match (id, import) {
+            (Some(id), Some(file)) => {
+                let values = read_code_values(&file)?;
+                let existing = catalog.code_tables().await?;
+                if existing.iter().any(|t| t.table.id == id && t.table.builtin) {
+                    bail!("{id} is a built-in code table; import into a table of your own");
+                }
+                let table = reservoir_catalog::codes::CodeTable {
+                    name: name.unwrap_or_else(|| id.clone()),
+                    id: id.clone(),
+                    standard: standard.unwrap_or_default(),
+                    description: String::new(),
+                    builtin: false,
+                };
+                catalog.put_code_table(&table, &values).await?;
+                println!(
+                    "code table {id}: {} values from {}",
+                    values.len(),
+                    file.display()
+                );
+            }
+            (Some(id), None) => {
+                let values = catalog.code_values(&id).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&values)?);
+                } else {
+                    for v in values {
+                        let years = match (v.valid_from, v.valid_to) {
+                            (None, None) => String::new(),
+                            (from, to) => format!(
+                                "  ({}–{})",
+                                from.map(|y| y.to_string()).unwrap_or_default(),
+                                to.map(|y| y.to_string()).unwrap_or_default()
+                            ),
+                        };
+                        println!("{:<12} {}{years}", v.code, v.label);
+                    }
+                }
+            }
+            (None, _) => {
+                let tables = catalog.code_tables().await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&tables)?);
+                } else {
+                    for t in tables {
+                        println!(
+                            "{:<16} {:>6} values  {}{}",
+                            t.table.id,
+                            t.values,
+                            t.table.name,
+                            if t.table.standard.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({})", t.table.standard)
+                            }
+                        );
+                    }
+                }
+            }
+        },
+        Command::Bind {
+            dataset,
+            field,
+            table,
+        } => {
+            let d = find_dataset(catalog, &dataset).await?;
+            catalog
+                .bind_code_table(d.id, &field, table.as_deref())
+                .await?;
+            match table {
+                Some(t) => println!(
+                    "{}.{field} is bound to the code table {t}",
+                    d.qualified_name()
+                ),
+                None => println!("{}.{field} is bound to no code table", d.qualified_name()),
+            }
+        }
         Command::Lineage { dataset, json } => {
             let d = match dataset {
                 Some(name) => Some(find_dataset(catalog, &name).await?),
@@ -604,6 +713,79 @@ fn print_import(r: &ImportReport, dry_run: bool) {
     for x in &r.rejected {
         println!("  rejected: line {}: {}", x.line, x.reason);
     }
+}
+
+/// Reads a code table's values: a `code` and a `label` column (代码/编码/code, 名称/含义/label),
+/// optionally `valid_from` and `valid_to` years.
+fn read_code_values(path: &Path) -> Result<Vec<reservoir_catalog::codes::CodeValue>> {
+    let sheet = reservoir_ingest::sheet::read_sheet(path, None)?;
+    let mut rows = sheet
+        .rows
+        .iter()
+        .filter(|r| r.cells.iter().any(|c| !c.trim().is_empty()));
+    let Some(header) = rows.next() else {
+        bail!("{}: the file has no rows", path.display());
+    };
+    let find = |names: &[&str]| {
+        header.cells.iter().position(|h| {
+            let h = directory::header_key(h);
+            names.iter().any(|n| directory::header_key(n) == h)
+        })
+    };
+    let code = find(&["代码", "编码", "代码值", "code", "value"]);
+    let label = find(&[
+        "名称",
+        "含义",
+        "说明",
+        "代码名称",
+        "label",
+        "name",
+        "meaning",
+    ]);
+    let (Some(code), Some(label)) = (code, label) else {
+        bail!(
+            "{} line {}: expected a code column (代码, 编码 or code) and a label column (名称, 含义 or label); the header read was: {}",
+            path.display(),
+            header.line,
+            header.cells.join(", ")
+        );
+    };
+    let from = find(&["启用年份", "valid_from", "start_year"]);
+    let to = find(&["停用年份", "valid_to", "end_year"]);
+    let year = |row: &directory::SheetRow, col: Option<usize>| -> Result<Option<i32>> {
+        let Some(text) = col.and_then(|c| row.cells.get(c)).map(|t| t.trim()) else {
+            return Ok(None);
+        };
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| {
+            anyhow::anyhow!(
+                "{} line {}: year {text:?} is not a number",
+                path.display(),
+                row.line
+            )
+        })
+    };
+    let mut values = Vec::new();
+    for row in rows {
+        let cell = |c: usize| row.cells.get(c).map(|t| t.trim()).unwrap_or_default();
+        if cell(code).is_empty() {
+            bail!(
+                "{} line {}: column {:?} (the code) is empty",
+                path.display(),
+                row.line,
+                header.cells[code]
+            );
+        }
+        values.push(reservoir_catalog::codes::CodeValue {
+            code: cell(code).to_string(),
+            label: cell(label).to_string(),
+            valid_from: year(row, from)?,
+            valid_to: year(row, to)?,
+        });
+    }
+    Ok(values)
 }
 
 fn print_pii(marks: &[reservoir_catalog::PiiMark]) {
