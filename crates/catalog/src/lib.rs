@@ -23,6 +23,7 @@ mod model;
 pub mod owner;
 pub mod report;
 pub mod search;
+pub mod standards;
 mod store;
 
 pub use error::{Error, Result};

@@ -233,11 +233,12 @@ pub async fn check_table(
         .map(|f| f.name().clone())
         .filter(|n| !meta::ALL.contains(&n.as_str()))
         .collect();
-    if let Some(rule) = rules
-        .rules
-        .iter()
-        .find(|r| matches!(r.check, Check::CodeTable { codes: None, .. }))
-    {
+    if let Some(rule) = rules.rules.iter().find(|r| {
+        matches!(
+            r.check,
+            Check::CodeTable { codes: None, .. } | Check::Element { spec: None, .. }
+        )
+    }) {
         return Err(Error::Reference {
             rule: rule.name.clone(),
             message: "its code table was not loaded from the catalog (check the dataset with check_dataset)".into(),
@@ -1053,8 +1054,8 @@ pub async fn check_dataset(
     Ok((outcome, id))
 }
 
-/// Loads the codes of every `code_table` rule from the catalog: the rule's `table`, else the
-/// code table its field is bound to.
+/// Loads what `code_table` and `element` rules need from the catalog: the rule's table or
+/// element, else the one its field is bound to.
 async fn resolve_code_tables(
     catalog: &reservoir_catalog::Catalog,
     dataset_id: i64,
@@ -1062,7 +1063,77 @@ async fn resolve_code_tables(
 ) -> Result<RuleSet> {
     let mut rules = rules.clone();
     let bindings = catalog.field_code_tables(dataset_id).await?;
+    let elements = catalog.field_elements(dataset_id).await?;
+    let codes_of = |rule: String, id: String| async move {
+        catalog.code_values(&id).await.map_err(|e| match e {
+            reservoir_catalog::Error::NotFound { .. } => Error::Reference {
+                rule,
+                message: format!(
+                    "there is no code table {id:?}; `reservoir catalog codes` lists them"
+                ),
+            },
+            other => Error::Catalog(other),
+        })
+    };
     for rule in &mut rules.rules {
+        if let Check::Element { element, spec } = &mut rule.check {
+            let field = &rule.columns[0];
+            let found = match element.clone() {
+                Some(id) => catalog.element(&id).await?.ok_or_else(|| Error::Reference {
+                    rule: rule.name.clone(),
+                    message: format!(
+                        "there is no data element {id:?}; `reservoir catalog elements` lists them"
+                    ),
+                })?,
+                None => elements
+                    .iter()
+                    .find(|(f, _)| f == field)
+                    .map(|(_, e)| e.clone())
+                    .ok_or_else(|| Error::Reference {
+                        rule: rule.name.clone(),
+                        message: format!(
+                            "the field {field:?} is bound to no data element; bind it (reservoir catalog bind DATASET {field} --element ELEMENT) or give the rule `element:`"
+                        ),
+                    })?,
+            };
+            let format = if found.format.is_empty() {
+                None
+            } else {
+                Some((
+                    found.format.clone(),
+                    regex::Regex::new(&format!("^(?:{})$", found.format)).map_err(|e| {
+                        Error::Reference {
+                            rule: rule.name.clone(),
+                            message: format!(
+                                "data element {}: format {:?} is not a regex: {e}",
+                                found.id, found.format
+                            ),
+                        }
+                    })?,
+                ))
+            };
+            let codes = match &found.code_table {
+                Some(t) => Some((
+                    t.clone(),
+                    codes_of(rule.name.clone(), t.clone())
+                        .await?
+                        .into_iter()
+                        .map(|v| v.code)
+                        .collect(),
+                )),
+                None => None,
+            };
+            *element = Some(found.id.clone());
+            *spec = Some(Arc::new(crate::rules::ElementSpec {
+                id: found.id,
+                name: found.name,
+                data_type: found.data_type,
+                max_length: found.max_length,
+                format,
+                codes,
+            }));
+            continue;
+        }
         let Check::CodeTable { table, codes } = &mut rule.check else {
             continue;
         };
@@ -1083,15 +1154,7 @@ async fn resolve_code_tables(
                 });
             }
         };
-        let values = catalog.code_values(&id).await.map_err(|e| match e {
-            reservoir_catalog::Error::NotFound { .. } => Error::Reference {
-                rule: rule.name.clone(),
-                message: format!(
-                    "there is no code table {id:?}; `reservoir catalog codes` lists them"
-                ),
-            },
-            other => Error::Catalog(other),
-        })?;
+        let values = codes_of(rule.name.clone(), id.clone()).await?;
         *codes = Some(Arc::new(values.into_iter().map(|v| v.code).collect()));
         *table = Some(id);
     }

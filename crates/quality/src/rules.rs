@@ -126,6 +126,9 @@ pub struct RuleDef {
     /// `code_table`: the catalog's code table (default: the one the field is bound to).
     #[serde(default)]
     pub table: Option<String>,
+    /// `element`: the catalog's data element (default: the one the field is bound to).
+    #[serde(default)]
+    pub element: Option<String>,
     /// Reserved: failing rows would be quarantined. Refused until that is built.
     #[serde(default)]
     pub blocking: bool,
@@ -168,6 +171,12 @@ pub enum Check {
         table: Option<String>,
         codes: Option<std::sync::Arc<HashSet<String>>>,
     },
+    /// The value is what the field's data element says: its type, length, format and code
+    /// table. The element is loaded from the catalog before the check runs.
+    Element {
+        element: Option<String>,
+        spec: Option<std::sync::Arc<ElementSpec>>,
+    },
     /// The dataset was collected as often as its update frequency says (one table-level check).
     Freshness,
     /// The row count is near the mean of earlier checks (one table-level check).
@@ -191,6 +200,7 @@ impl Check {
             Self::Date(_) => "date",
             Self::Division => "division",
             Self::CodeTable { .. } => "code_table",
+            Self::Element { .. } => "element",
             Self::Referential { .. } => "referential",
             Self::Consistent { .. } => "consistent",
             Self::Freshness => "freshness",
@@ -485,6 +495,13 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
                 codes: None,
             }
         }
+        "element" => {
+            single("element")?;
+            Check::Element {
+                element: def.element.clone(),
+                spec: None,
+            }
+        }
         "freshness" => Check::Freshness,
         "volume" => {
             let max_change = def.max_change.unwrap_or(0.5);
@@ -507,7 +524,7 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
         other => {
             return Err(format!(
                 "unknown check {other:?}; expected not_null, unique, regex, range, allowed, \
-                 resident_id, credit_code, mobile_phone, date, division, code_table, \
+                 resident_id, credit_code, mobile_phone, date, division, code_table, element, \
                  referential, consistent, freshness or volume"
             ));
         }
@@ -548,6 +565,10 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
     unused(
         "table",
         def.table.is_some() && !matches!(check, Check::CodeTable { .. }),
+    )?;
+    unused(
+        "element",
+        def.element.is_some() && !matches!(check, Check::Element { .. }),
     )?;
     let name = def.name.clone().unwrap_or_else(|| {
         if columns.is_empty() {
@@ -598,6 +619,77 @@ fn check_date_format(f: &str) -> std::result::Result<(), String> {
     match NaiveDate::parse_from_str(&written, f) {
         Ok(d) if d == probe => Ok(()),
         _ => Err(bad()),
+    }
+}
+
+/// A data element as a check applies it.
+#[derive(Debug, Clone)]
+pub struct ElementSpec {
+    pub id: String,
+    pub name: String,
+    pub data_type: reservoir_catalog::standards::ElementType,
+    pub max_length: Option<i64>,
+    /// The format as the element writes it, and compiled to match whole values.
+    pub format: Option<(String, regex::Regex)>,
+    /// The codes of its code table, and the table's id.
+    pub codes: Option<(String, HashSet<String>)>,
+}
+
+impl ElementSpec {
+    /// Why a value does not fit the element, if it does not.
+    pub fn judge(&self, v: &str) -> Option<String> {
+        use reservoir_catalog::standards::ElementType as T;
+        let t = v.trim();
+        let who = format!("data element {} ({})", self.id, self.name);
+        if let Some(max) = self.max_length {
+            let n = t.chars().count() as i64;
+            if n > max {
+                return Some(format!(
+                    "{v:?} has {n} characters; {who} allows at most {max}"
+                ));
+            }
+        }
+        let typed = match self.data_type {
+            T::Text => true,
+            T::Number => t.parse::<f64>().is_ok_and(f64::is_finite),
+            T::Date => ["%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y年%m月%d日"]
+                .iter()
+                .any(|f| NaiveDate::parse_from_str(t, f).is_ok()),
+            T::Timestamp => {
+                chrono::DateTime::parse_from_rfc3339(t).is_ok()
+                    || [
+                        "%Y-%m-%d %H:%M:%S",
+                        "%Y-%m-%dT%H:%M:%S",
+                        "%Y-%m-%d %H:%M:%S%.f",
+                        "%Y-%m-%dT%H:%M:%S%.f",
+                    ]
+                    .iter()
+                    .any(|f| chrono::NaiveDateTime::parse_from_str(t, f).is_ok())
+            }
+            T::Boolean => ["true", "false", "1", "0", "是", "否", "t", "f", "y", "n"]
+                .contains(&t.to_lowercase().as_str()),
+        };
+        if !typed {
+            return Some(format!(
+                "{v:?} is not a {} value ({}); {who} is {}",
+                self.data_type.as_str(),
+                self.data_type.label_zh(),
+                self.data_type.label_zh()
+            ));
+        }
+        if let Some((written, re)) = &self.format
+            && !re.is_match(t)
+        {
+            return Some(format!("{v:?} does not match {who}'s format {written}"));
+        }
+        if let Some((table, codes)) = &self.codes
+            && !codes.contains(t)
+        {
+            return Some(format!(
+                "{v:?} is not a code of {table}, which {who} takes its values from"
+            ));
+        }
+        None
     }
 }
 
@@ -705,6 +797,10 @@ impl Rule {
                     ))
                 })
             }
+            Check::Element { spec, .. } => match spec {
+                Some(spec) => spec.judge(v).map(Finding::Fail),
+                None => Some(Finding::Fail("the data element was not loaded".into())),
+            },
         }
     }
 }

@@ -1550,3 +1550,155 @@ fn code_tables_are_built_in_imported_bound_and_checked() {
     let err = fails(&reservoir(&home, &["check", "gongan.people"]));
     assert!(err.contains("bound to no code table"), "{err}");
 }
+
+/// Data-element standards imported from a sheet (GB-style representation formats understood),
+/// a field bound to one and checked by an `element` rule, and the glossary.
+#[test]
+fn data_elements_hold_fields_to_their_standard() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    ok(&reservoir(&home, &["init"]));
+    let sheet = dir.path().join("数据元.csv");
+    std::fs::write(
+        &sheet,
+        "标识符,中文名称,英文名称,数据类型,表示格式,代码表,定义,标准\n\
+         DE0001,公民身份号码,citizen id,字符型,[0-9]{17}[0-9X],,居民身份证号码,GB/T 19488.2\n\
+         DE0002,性别代码,sex,字符型,n1,gb2261_1,人的性别,GB/T 2261.1\n\
+         DE0003,出生日期,birth date,日期型,,,,\n\
+         DE0004,邮政编码,postcode,字符型,n6,,,\n",
+    )
+    .unwrap();
+    let out = ok(&reservoir(
+        &home,
+        &["catalog", "elements", "--import", sheet.to_str().unwrap()],
+    ));
+    assert!(out.contains("4 data elements"), "{out}");
+    let list = json(&reservoir(&home, &["catalog", "elements", "--json"]));
+    let postcode = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "DE0004")
+        .unwrap();
+    assert_eq!(postcode["format"], "[0-9]{6}");
+    assert_eq!(postcode["max_length"], 6);
+
+    let people = dir.path().join("people.csv");
+    std::fs::write(
+        &people,
+        "id,sfz,xb,csrq,yb\n1,11010519491231002X,1,1949-12-31,201600\n2,1101051949123100,3,1949-13-01,2016000\n",
+    )
+    .unwrap();
+    ok(&reservoir(
+        &home,
+        &[
+            "collect",
+            "--unit",
+            "gongan",
+            "--dataset",
+            "people",
+            "--column",
+            "xb=utf8",
+            "--column",
+            "csrq=utf8",
+            "--column",
+            "yb=utf8",
+            people.to_str().unwrap(),
+        ],
+    ));
+    for (field, element) in [
+        ("sfz", "DE0001"),
+        ("xb", "DE0002"),
+        ("csrq", "DE0003"),
+        ("yb", "DE0004"),
+    ] {
+        ok(&reservoir(
+            &home,
+            &[
+                "catalog",
+                "bind",
+                "gongan.people",
+                field,
+                "--element",
+                element,
+            ],
+        ));
+    }
+    let show = json(&reservoir(
+        &home,
+        &["catalog", "show", "gongan.people", "--json"],
+    ));
+    assert_eq!(show["elements"].as_array().unwrap().len(), 4);
+    let rules = home.join("rules/gongan");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("people.yaml"),
+        "key: [id]\nrules:\n  - {check: element, column: sfz}\n  - {check: element, column: xb}\n  - {check: element, column: csrq}\n  - {check: element, column: yb}\n",
+    )
+    .unwrap();
+    let v = json(&reservoir(&home, &["check", "gongan.people", "--json"]));
+    let reasons: Vec<String> = v[0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["failed"], 1, "{r:#}");
+            assert_eq!(r["examples"][0]["key"], "id=2");
+            r["examples"][0]["reason"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "\"1101051949123100\" does not match data element DE0001 (公民身份号码)'s format [0-9]{17}[0-9X]",
+            "\"3\" is not a code of gb2261_1, which data element DE0002 (性别代码) takes its values from",
+            "\"1949-13-01\" is not a date value (日期型); data element DE0003 (出生日期) is 日期型",
+            "\"2016000\" has 7 characters; data element DE0004 (邮政编码) allows at most 6",
+        ]
+    );
+
+    // The glossary.
+    ok(&reservoir(
+        &home,
+        &[
+            "catalog",
+            "glossary",
+            "常住人口",
+            "--define",
+            "在本地居住半年以上的人口",
+            "--synonym",
+            "常住人口数",
+            "--element",
+            "DE0001",
+        ],
+    ));
+    let found = json(&reservoir(
+        &home,
+        &["catalog", "glossary", "人口数", "--json"],
+    ));
+    assert_eq!(found[0]["term"], "常住人口");
+    assert_eq!(found[0]["elements"][0], "DE0001");
+    let err = fails(&reservoir(
+        &home,
+        &[
+            "catalog",
+            "glossary",
+            "户籍人口",
+            "--define",
+            "x",
+            "--element",
+            "DE9999",
+        ],
+    ));
+    assert!(err.contains("DE9999"), "{err}");
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "标识符,中文名称,数据类型\nDE9,图像,图片型\n").unwrap();
+    let err = fails(&reservoir(
+        &home,
+        &["catalog", "elements", "--import", bad.to_str().unwrap()],
+    ));
+    assert!(
+        err.contains("line 2") && err.contains("图片型") && err.contains("字符型"),
+        "{err}"
+    );
+}

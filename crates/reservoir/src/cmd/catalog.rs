@@ -96,12 +96,43 @@ pub enum Command {
         json: bool,
     },
     /// Bind a dataset's field to a code table (a `code_table` rule without `table:` then checks
-    /// the field against it); without TABLE, unbind it.
+    /// the field against it; without TABLE the field is unbound), or to a data element with
+    /// --element (checked by an `element` rule).
     Bind {
         /// layer.unit.name, or unit.name for the raw layer.
         dataset: String,
         field: String,
         table: Option<String>,
+        /// Bind the field to this data element instead.
+        #[arg(long, conflicts_with_all = ["table", "no_element"])]
+        element: Option<String>,
+        /// Unbind the field from its data element.
+        #[arg(long)]
+        no_element: bool,
+    },
+    /// Data-element standards (数据元): list them, or import them from a CSV/XLSX with columns
+    /// 标识符, 中文名称, 数据类型 and optionally 英文名称, 长度, 表示格式 (n8, an..18, c..50, or
+    /// a regular expression), 代码表, 定义, 标准.
+    Elements {
+        #[arg(long)]
+        import: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The business glossary (业务术语): list or find terms, or define one with --define.
+    Glossary {
+        /// A term to find (or, with --define, to define).
+        term: Option<String>,
+        #[arg(long, requires = "term")]
+        define: Option<String>,
+        /// Another name for the term (repeatable).
+        #[arg(long, requires = "define")]
+        synonym: Vec<String>,
+        /// A data element that carries it (repeatable).
+        #[arg(long, requires = "define")]
+        element: Vec<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Lineage: the sources that loaded a dataset (or every dataset), and the quarantine and
     /// quality tables its rejected and failing rows went to.
@@ -226,11 +257,15 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
             let runs = catalog.runs(Some(d.id), 10).await?;
             let checks = catalog.check_runs(d.id, 5).await?;
             let pii = catalog.pii(d.id).await?;
+            let elements = catalog.field_elements(d.id).await?;
+            let code_tables = catalog.field_code_tables(d.id).await?;
             if json {
                 let v = serde_json::json!({
                     "dataset": d,
                     "fields": fields,
                     "pii": pii,
+                    "elements": elements.iter().map(|(f, e)| serde_json::json!({"field": f, "element": e})).collect::<Vec<_>>(),
+                    "code_tables": code_tables.iter().map(|(f, t)| serde_json::json!({"field": f, "table": t})).collect::<Vec<_>>(),
                     "profile": profile.as_ref().map(|(run, p)| serde_json::json!({"run_id": run, "columns": p})),
                     "runs": runs,
                     "checks": checks,
@@ -241,6 +276,17 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
                 print::checks(&checks);
                 if !pii.is_empty() {
                     print_pii(&pii);
+                }
+                for (f, e) in &elements {
+                    println!(
+                        "  {f}: data element {} ({}, {})",
+                        e.id,
+                        e.name,
+                        e.data_type.label_zh()
+                    );
+                }
+                for (f, t) in &code_tables {
+                    println!("  {f}: code table {t}");
                 }
             }
         }
@@ -574,17 +620,92 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
             dataset,
             field,
             table,
+            element,
+            no_element,
         } => {
             let d = find_dataset(catalog, &dataset).await?;
-            catalog
-                .bind_code_table(d.id, &field, table.as_deref())
-                .await?;
-            match table {
-                Some(t) => println!(
-                    "{}.{field} is bound to the code table {t}",
-                    d.qualified_name()
-                ),
-                None => println!("{}.{field} is bound to no code table", d.qualified_name()),
+            let name = d.qualified_name();
+            if let Some(e) = element {
+                catalog.bind_element(d.id, &field, Some(&e)).await?;
+                println!("{name}.{field} is bound to the data element {e}");
+            } else if no_element {
+                catalog.bind_element(d.id, &field, None).await?;
+                println!("{name}.{field} is bound to no data element");
+            } else {
+                catalog
+                    .bind_code_table(d.id, &field, table.as_deref())
+                    .await?;
+                match table {
+                    Some(t) => println!("{name}.{field} is bound to the code table {t}"),
+                    None => println!("{name}.{field} is bound to no code table"),
+                }
+            }
+        }
+        Command::Elements { import, json } => {
+            if let Some(file) = import {
+                let elements = read_elements(&file)?;
+                for e in &elements {
+                    catalog
+                        .put_element(e)
+                        .await
+                        .with_context(|| format!("{}: data element {}", file.display(), e.id))?;
+                }
+                println!("{} data elements from {}", elements.len(), file.display());
+            } else {
+                let elements = catalog.elements().await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&elements)?);
+                } else {
+                    for e in elements {
+                        println!(
+                            "{:<14} {:<16} {:<6} {:>5} {}{}",
+                            e.id,
+                            e.name,
+                            e.data_type.label_zh(),
+                            e.max_length.map(|n| n.to_string()).unwrap_or_default(),
+                            e.format,
+                            e.code_table
+                                .map(|t| format!(" 代码表 {t}"))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+            }
+        }
+        Command::Glossary {
+            term,
+            define,
+            synonym,
+            element,
+            json,
+        } => {
+            if let (Some(term), Some(definition)) = (&term, define) {
+                catalog
+                    .put_term(&reservoir_catalog::standards::Term {
+                        term: term.clone(),
+                        definition,
+                        synonyms: synonym,
+                        elements: element,
+                    })
+                    .await?;
+                println!("defined {term}");
+            } else {
+                let terms = catalog.glossary(term.as_deref()).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&terms)?);
+                } else if terms.is_empty() {
+                    println!("no glossary term found");
+                } else {
+                    for t in terms {
+                        println!("{}: {}", t.term, t.definition);
+                        if !t.synonyms.is_empty() {
+                            println!("    also: {}", t.synonyms.join(", "));
+                        }
+                        if !t.elements.is_empty() {
+                            println!("    data elements: {}", t.elements.join(", "));
+                        }
+                    }
+                }
             }
         }
         Command::Lineage { dataset, json } => {
@@ -786,6 +907,91 @@ fn read_code_values(path: &Path) -> Result<Vec<reservoir_catalog::codes::CodeVal
         });
     }
     Ok(values)
+}
+
+/// Reads data elements from a sheet (see `catalog elements`).
+fn read_elements(path: &Path) -> Result<Vec<reservoir_catalog::standards::DataElement>> {
+    use reservoir_catalog::standards::{DataElement, ElementType, representation};
+    let sheet = reservoir_ingest::sheet::read_sheet(path, None)?;
+    let mut rows = sheet
+        .rows
+        .iter()
+        .filter(|r| r.cells.iter().any(|c| !c.trim().is_empty()));
+    let Some(header) = rows.next() else {
+        bail!("{}: the file has no rows", path.display());
+    };
+    let find = |names: &[&str]| {
+        header.cells.iter().position(|h| {
+            let h = directory::header_key(h);
+            names.iter().any(|n| directory::header_key(n) == h)
+        })
+    };
+    let id = find(&["标识符", "内部标识符", "数据元标识符", "id", "identifier"]);
+    let name = find(&["中文名称", "数据元名称", "名称", "name"]);
+    let ty = find(&["数据类型", "类型", "data_type", "type"]);
+    let (Some(id), Some(name), Some(ty)) = (id, name, ty) else {
+        bail!(
+            "{} line {}: expected the columns 标识符 (id), 中文名称 (name) and 数据类型 (data_type); the header read was: {}",
+            path.display(),
+            header.line,
+            header.cells.join(", ")
+        );
+    };
+    let english = find(&["英文名称", "english_name"]);
+    let length = find(&["长度", "最大长度", "max_length", "length"]);
+    let format = find(&["表示格式", "格式", "format"]);
+    let code_table = find(&["代码表", "值域", "code_table"]);
+    let description = find(&["定义", "说明", "描述", "description"]);
+    let standard = find(&["标准", "来源标准", "standard"]);
+    let mut out = Vec::new();
+    for row in rows {
+        let cell = |c: Option<usize>| {
+            c.and_then(|c| row.cells.get(c))
+                .map(|t| t.trim().to_string())
+                .unwrap_or_default()
+        };
+        let at = |what: &str, value: &str, expected: &str| {
+            anyhow::anyhow!(
+                "{} line {}: {what} {value:?}: {expected}",
+                path.display(),
+                row.line
+            )
+        };
+        let data_type: ElementType =
+            cell(Some(ty))
+                .parse()
+                .map_err(|e: reservoir_catalog::Error| {
+                    at("数据类型", &cell(Some(ty)), &e.to_string())
+                })?;
+        let mut max_length = match cell(length) {
+            l if l.is_empty() => None,
+            l => Some(
+                l.parse::<i64>()
+                    .map_err(|_| at("长度", &l, "expected a whole number of characters"))?,
+            ),
+        };
+        let written = cell(format);
+        let format = match representation(&written) {
+            Some((re, n)) => {
+                max_length = max_length.or(Some(n));
+                re.unwrap_or_default()
+            }
+            None => written,
+        };
+        let table = cell(code_table);
+        out.push(DataElement {
+            id: cell(Some(id)),
+            name: cell(Some(name)),
+            english_name: cell(english),
+            data_type,
+            max_length,
+            format,
+            code_table: (!table.is_empty()).then_some(table),
+            description: cell(description),
+            standard: cell(standard),
+        });
+    }
+    Ok(out)
 }
 
 fn print_pii(marks: &[reservoir_catalog::PiiMark]) {

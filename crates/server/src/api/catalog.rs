@@ -212,6 +212,24 @@ pub struct DatasetDetail {
     pub quarantine_table: Option<String>,
     /// Fields holding personal data: suggested by a scan, or decided by a steward.
     pub pii: Vec<reservoir_catalog::PiiMark>,
+    /// Fields bound to data elements.
+    pub elements: Vec<FieldElement>,
+    /// Fields bound to code tables.
+    pub code_tables: Vec<FieldCodeTable>,
+}
+
+/// A field and the data element it is bound to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldElement {
+    pub field: String,
+    pub element: reservoir_catalog::standards::DataElement,
+}
+
+/// A field and the code table it is bound to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldCodeTable {
+    pub field: String,
+    pub table: String,
 }
 
 async fn find_dataset(state: &AppState, layer: &str, unit: &str, name: &str) -> ApiResult<Dataset> {
@@ -265,6 +283,18 @@ pub(crate) async fn dataset(
         runs: catalog.runs(Some(d.id), 20).await?,
         quarantine_table: quarantine,
         pii: catalog.pii(d.id).await?,
+        elements: catalog
+            .field_elements(d.id)
+            .await?
+            .into_iter()
+            .map(|(field, element)| FieldElement { field, element })
+            .collect(),
+        code_tables: catalog
+            .field_code_tables(d.id)
+            .await?
+            .into_iter()
+            .map(|(field, table)| FieldCodeTable { field, table })
+            .collect(),
         unit_name,
         dataset: d,
     }))
