@@ -675,6 +675,26 @@ impl Catalog {
             .collect()
     }
 
+    /// Records a dataset's table as it stands after a change outside a collection run (rows a
+    /// blocking rule moved to quarantine).
+    pub async fn record_table_state(
+        &self,
+        dataset_id: i64,
+        row_count: i64,
+        table_version: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE datasets SET row_count = $2, table_version = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(dataset_id)
+        .bind(row_count)
+        .bind(table_version)
+        .bind(format_ts(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Records a catalog import and what it did.
     pub async fn record_import(
         &self,

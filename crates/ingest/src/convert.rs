@@ -70,11 +70,7 @@ pub(crate) fn meta_fields() -> Vec<Field> {
 
 /// The quarantine table's schema.
 pub fn quarantine_schema() -> SchemaRef {
-    let mut fields = meta_fields();
-    fields.pop(); // no _flags
-    fields.push(Field::new("raw", DataType::Utf8, false));
-    fields.push(Field::new("reason", DataType::Utf8, false));
-    Arc::new(Schema::new(fields))
+    reservoir_lake::quarantine_schema()
 }
 
 /// A row that could not be loaded.

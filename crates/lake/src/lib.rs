@@ -49,6 +49,24 @@ pub mod meta {
     pub const ALL: [&str; 5] = [BATCH, INGESTED_AT, SOURCE_FILE, SOURCE_ROW, FLAGS];
 }
 
+/// The schema of a quarantine table: the batch, time, file and line of each row that could not
+/// be kept, its raw text and why.
+pub fn quarantine_schema() -> SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    std::sync::Arc::new(Schema::new(vec![
+        Field::new(meta::BATCH, DataType::Utf8, false),
+        Field::new(
+            meta::INGESTED_AT,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new(meta::SOURCE_FILE, DataType::Utf8, false),
+        Field::new(meta::SOURCE_ROW, DataType::Int64, false),
+        Field::new("raw", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+    ]))
+}
+
 /// A layer of the lake, in the order data flows through them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Layer {

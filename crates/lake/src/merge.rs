@@ -181,6 +181,37 @@ impl Lake {
         }))
     }
 
+    /// Deletes the table's rows whose `keys` appear in `rows`, in one commit. Returns `None`
+    /// without committing when none matched.
+    pub async fn delete_matching(
+        &self,
+        table: &TableRef,
+        rows: RecordBatch,
+        keys: &[String],
+        tags: CommitTags,
+    ) -> Result<Option<MergeOutcome>> {
+        let delta = self.open_existing(table).await?;
+        let before = delta.version();
+        let predicate = key_predicate(keys)?;
+        let source = SessionContext::new().read_batch(rows)?;
+        let (delta, metrics) = delta
+            .merge(source, predicate)
+            .with_source_alias("source")
+            .with_target_alias("target")
+            .when_matched_delete(|d| d)?
+            .with_commit_properties(tags.into_properties())
+            .await?;
+        if metrics.num_target_rows_deleted == 0 || delta.version() == before {
+            return Ok(None);
+        }
+        Ok(Some(MergeOutcome {
+            version: version_of(&delta)?,
+            committed: true,
+            deleted: metrics.num_target_rows_deleted as u64,
+            ..MergeOutcome::default()
+        }))
+    }
+
     /// Rewrites a table with `schema`, casting every column to its new type, in one overwrite
     /// commit. For lossless widening only (e.g. `decimal(10,2)` → `decimal(12,2)`): the caller
     /// decides what is lossless; a value that does not fit fails the rewrite, which then commits

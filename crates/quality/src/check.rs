@@ -56,6 +56,8 @@ pub struct RuleResult {
     /// Valid values with observations (lowercase x, full-width digits …).
     pub noted: u64,
     pub examples: Vec<FailedRow>,
+    /// Failing rows leave the table for its quarantine.
+    pub blocking: bool,
 }
 
 /// The outcome of checking one table.
@@ -72,6 +74,12 @@ pub struct CheckOutcome {
     /// The quality table and its version, when there were failing rows.
     pub failures_table: Option<String>,
     pub failures_version: Option<i64>,
+    /// Rows failing a blocking rule, moved to the quarantine table.
+    pub blocked: u64,
+    pub quarantine_table: Option<String>,
+    pub quarantine_version: Option<i64>,
+    /// The table's version after the blocked rows left it.
+    pub table_version_after: Option<i64>,
 }
 
 impl CheckOutcome {
@@ -132,6 +140,8 @@ struct Failures {
     sink: Option<BatchSink>,
     lake: Lake,
     table: TableRef,
+    /// Rows failing a blocking rule, by (batch, file, line), with the reasons.
+    blocked: BTreeMap<(String, String, i64), Vec<String>>,
 }
 
 impl Failures {
@@ -143,6 +153,15 @@ impl Failures {
         row: FailedRow,
         origin: Origin,
     ) -> Result<()> {
+        if rules[rule].blocking
+            && !note
+            && let (Some(b), Some(f), Some(l)) = (&origin.batch, &origin.file, origin.line)
+        {
+            self.blocked
+                .entry((b.clone(), f.clone(), l))
+                .or_default()
+                .push(format!("{}: {}", rules[rule].name, row.reason));
+        }
         self.rows.push(Pending {
             rule,
             note,
@@ -280,6 +299,16 @@ pub async fn check_table(
     let has_lines = schema.field_with_name(meta::SOURCE_FILE).is_ok()
         && schema.field_with_name(meta::SOURCE_ROW).is_ok();
     let has_batch = schema.field_with_name(meta::BATCH).is_ok();
+    if let Some(rule) = rules.rules.iter().find(|r| r.blocking)
+        && !(has_lines && has_batch)
+    {
+        return Err(Error::Reference {
+            rule: rule.name.clone(),
+            message: format!(
+                "blocking moves failing rows to quarantine by their file and line, and {table} has none; remove `blocking`"
+            ),
+        });
+    }
 
     let ctx = SessionContext::new();
     ctx.register_table("t", reservoir_lake::table_provider(&delta).await?)?;
@@ -355,6 +384,7 @@ pub async fn check_table(
             failed: 0,
             noted: 0,
             examples: Vec::new(),
+            blocking: r.blocking,
         })
         .collect();
     let mut failures = Failures {
@@ -364,6 +394,7 @@ pub async fn check_table(
         sink: None,
         lake: lake.clone(),
         table: table.in_layer(Layer::Quality),
+        blocked: BTreeMap::new(),
     };
     let outcome = async {
         let rows = row_rules(&ctx, &select, rules, today, &mut results, &mut failures).await?;
@@ -402,6 +433,13 @@ pub async fn check_table(
         Some(sink) => Some(sink.finish().await?.version),
         None => None,
     };
+    let blocked = std::mem::take(&mut failures.blocked);
+    let (quarantine_version, version_after) = if blocked.is_empty() {
+        (None, None)
+    } else {
+        let (q, after) = quarantine_blocked(lake, &ctx, table, check_run, &blocked).await?;
+        (Some(q), after)
+    };
     let scores = Dimension::ALL
         .into_iter()
         .filter_map(|d| CheckOutcome::score(&results, d).map(|s| (d, s)))
@@ -415,7 +453,162 @@ pub async fn check_table(
         scores,
         failures_table: failures_version.map(|_| table.in_layer(Layer::Quality).to_string()),
         failures_version,
+        blocked: blocked.len() as u64,
+        quarantine_table: quarantine_version.map(|_| table.in_layer(Layer::Quarantine).to_string()),
+        quarantine_version,
+        table_version_after: version_after,
     })
+}
+
+/// Moves the rows failing blocking rules out of `table` into its quarantine, with their values
+/// as the raw text and the rules' reasons: the quarantine commit first, then one delete from the
+/// table, so that a row is never in neither. Returns the quarantine's version and the table's.
+async fn quarantine_blocked(
+    lake: &Lake,
+    ctx: &SessionContext,
+    table: &TableRef,
+    check_run: &str,
+    blocked: &BTreeMap<(String, String, i64), Vec<String>>,
+) -> Result<(i64, Option<i64>)> {
+    let keys_schema = Arc::new(Schema::new(vec![
+        Field::new(meta::BATCH, DataType::Utf8, false),
+        Field::new(meta::SOURCE_FILE, DataType::Utf8, false),
+        Field::new(meta::SOURCE_ROW, DataType::Int64, false),
+    ]));
+    let keys = RecordBatch::try_new(
+        keys_schema,
+        vec![
+            Arc::new(
+                blocked
+                    .keys()
+                    .map(|k| Some(k.0.as_str()))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(
+                blocked
+                    .keys()
+                    .map(|k| Some(k.1.as_str()))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(blocked.keys().map(|k| Some(k.2)).collect::<Int64Array>()),
+        ],
+    )?;
+    ctx.register_batch("blocked", keys.clone())?;
+    let (b, f, r) = (
+        quote_ident(meta::BATCH),
+        quote_ident(meta::SOURCE_FILE),
+        quote_ident(meta::SOURCE_ROW),
+    );
+    let mut stream = ctx
+        .sql(&format!(
+            "SELECT t.* FROM t JOIN blocked k ON t.{b} = k.{b} AND t.{f} = k.{f} AND t.{r} = k.{r}"
+        ))
+        .await?
+        .execute_stream()
+        .await?;
+    let mut sink = lake
+        .write(
+            table.in_layer(Layer::Quarantine),
+            reservoir_lake::quarantine_schema(),
+        )
+        .with_mode(WriteMode::Append)
+        .with_commit_metadata("reservoir.check_run", check_run.into())
+        .start()
+        .await?;
+    let now = Utc::now().timestamp_micros();
+    let copied = async {
+        while let Some(batch) = stream.try_next().await? {
+            let schema = batch.schema();
+            let texts: Vec<StringArray> =
+                batch.columns().iter().map(as_text).collect::<Result<_>>()?;
+            let index = |name: &str| schema.index_of(name).ok();
+            let (Some(bi), Some(fi), Some(ri)) = (
+                index(meta::BATCH),
+                index(meta::SOURCE_FILE),
+                index(meta::SOURCE_ROW),
+            ) else {
+                continue;
+            };
+            let data: Vec<usize> = (0..schema.fields().len())
+                .filter(|i| !meta::ALL.contains(&schema.field(*i).name().as_str()))
+                .collect();
+            let mut batches = Vec::new();
+            let mut files = Vec::new();
+            let mut lines = Vec::new();
+            let mut raws = Vec::new();
+            let mut reasons = Vec::new();
+            for row in 0..batch.num_rows() {
+                let value = |i: usize| (!texts[i].is_null(row)).then(|| texts[i].value(row));
+                let line: i64 = value(ri).and_then(|l| l.parse().ok()).unwrap_or_default();
+                let key = (
+                    value(bi).unwrap_or_default().to_string(),
+                    value(fi).unwrap_or_default().to_string(),
+                    line,
+                );
+                let raw = data
+                    .iter()
+                    .map(|&i| csv_field(value(i).unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                reasons.push(
+                    blocked
+                        .get(&key)
+                        .map(|r| format!("blocked by {}", r.join("; ")))
+                        .unwrap_or_else(|| "blocked".into()),
+                );
+                batches.push(key.0);
+                files.push(key.1);
+                lines.push(key.2);
+                raws.push(raw);
+            }
+            let n = lines.len();
+            let out = RecordBatch::try_new(
+                reservoir_lake::quarantine_schema(),
+                vec![
+                    Arc::new(StringArray::from(batches)),
+                    Arc::new(
+                        arrow::array::TimestampMicrosecondArray::from(vec![now; n])
+                            .with_timezone("UTC"),
+                    ),
+                    Arc::new(StringArray::from(files)),
+                    Arc::new(Int64Array::from(lines)),
+                    Arc::new(StringArray::from(raws)),
+                    Arc::new(StringArray::from(reasons)),
+                ],
+            )?;
+            sink.send(out).await?;
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    if let Err(e) = copied {
+        sink.abort(e.to_string()).await;
+        return Err(e);
+    }
+    let quarantine_version = sink.finish().await?.version;
+    let deleted = lake
+        .delete_matching(
+            table,
+            keys,
+            &[
+                meta::BATCH.to_string(),
+                meta::SOURCE_FILE.to_string(),
+                meta::SOURCE_ROW.to_string(),
+            ],
+            reservoir_lake::CommitTags::default()
+                .with_metadata("reservoir.check_run", check_run.into()),
+        )
+        .await?;
+    Ok((quarantine_version, deleted.map(|d| d.version)))
+}
+
+/// A value as a CSV field: quoted when it holds a comma, a quote or a line break.
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
 }
 
 /// A SQL identifier, quoted.
@@ -1051,6 +1244,15 @@ pub async fn check_dataset(
         finished_at: reservoir_catalog::format_ts(Utc::now()),
     };
     let id = catalog.record_check_run(&record).await?;
+    if let Some(version) = outcome.table_version_after {
+        catalog
+            .record_table_state(
+                found.id,
+                outcome.rows as i64 - outcome.blocked as i64,
+                version,
+            )
+            .await?;
+    }
     Ok((outcome, id))
 }
 
@@ -1193,6 +1395,7 @@ mod tests {
             failed: 0,
             noted: 0,
             examples: Vec::new(),
+            blocking: false,
         }
     }
 

@@ -129,7 +129,8 @@ pub struct RuleDef {
     /// `element`: the catalog's data element (default: the one the field is bound to).
     #[serde(default)]
     pub element: Option<String>,
-    /// Reserved: failing rows would be quarantined. Refused until that is built.
+    /// Failing rows are moved out of the table into its quarantine, with the rule's reason
+    /// (row and join checks of tables collected from files).
     #[serde(default)]
     pub blocking: bool,
     #[serde(default)]
@@ -244,6 +245,8 @@ pub struct Rule {
     pub columns: Vec<String>,
     pub dimension: Dimension,
     pub description: String,
+    /// Failing rows leave the table for its quarantine.
+    pub blocking: bool,
 }
 
 /// The rules of one dataset, ready to run.
@@ -529,12 +532,11 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
             ));
         }
     };
-    if def.blocking {
-        return Err(
-            "`blocking` (quarantining failing rows) is not supported yet; remove it — failing \
-             rows are kept in the quality table"
-                .into(),
-        );
+    if def.blocking && check.is_table_check() {
+        return Err(format!(
+            "a {} check judges the whole table and has no failing rows to block; remove `blocking`",
+            def.check
+        ));
     }
     unused(
         "pattern",
@@ -583,6 +585,7 @@ fn compile(def: &RuleDef) -> std::result::Result<Rule, String> {
         check,
         columns,
         description: def.description.clone().unwrap_or_default(),
+        blocking: def.blocking,
     })
 }
 
@@ -890,8 +893,8 @@ mod tests {
                 "the lake's own columns",
             ),
             (
-                "rules:\n  - {check: not_null, column: n, blocking: true}",
-                "not supported yet",
+                "rules:\n  - {check: volume, blocking: true}",
+                "has no failing rows to block",
             ),
             (
                 "rules:\n  - {check: not_null, column: n, name: ''}",

@@ -1702,3 +1702,73 @@ fn data_elements_hold_fields_to_their_standard() {
         "{err}"
     );
 }
+
+/// A blocking rule moves its failing rows out of the table into the quarantine, with their values
+/// and the reason; the quality table still lists them; the next check finds the table clean.
+#[test]
+fn blocking_rules_move_failing_rows_to_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    ok(&reservoir(&home, &["init"]));
+    let file = dir.path().join("people.csv");
+    std::fs::write(
+        &file,
+        "sfz,name,note\n11010519491231002X,张三,\"a, b\"\n110105194912310021,李四,\n11010519491231002X,,x\n310227198001010017,王五,\n",
+    )
+    .unwrap();
+    let rules = home.join("rules/gongan");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("people.yaml"),
+        "rules:\n  - {name: 身份证, check: resident_id, column: sfz, blocking: true}\n  - {name: 姓名, check: not_null, column: name}\n",
+    )
+    .unwrap();
+    // The check runs after the collection and blocks the row with the wrong check character.
+    let out = ok(&reservoir(
+        &home,
+        &[
+            "collect",
+            "--unit",
+            "gongan",
+            "--dataset",
+            "people",
+            file.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        out.contains("1 rows failed a blocking rule and were moved to quarantine.gongan.people"),
+        "{out}"
+    );
+    let count = |sql: &str| ok(&reservoir(&home, &["sql", "-f", "csv", sql]));
+    assert_eq!(
+        count("SELECT count(*) AS n FROM raw.gongan.people"),
+        "n\n3\n"
+    );
+    assert_eq!(
+        count("SELECT _source_row, raw, reason FROM quarantine.gongan.people"),
+        "_source_row,raw,reason\n3,\"110105194912310021,李四,\",\"blocked by 身份证: \"\"110105194912310021\"\": check character is 1, expected X\"\n"
+    );
+    // Every failure, blocked or not, is in the quality table.
+    assert_eq!(
+        count("SELECT rule, _source_row FROM quality.gongan.people ORDER BY _source_row"),
+        "rule,_source_row\n身份证,3\n姓名,4\n"
+    );
+    let show = json(&reservoir(
+        &home,
+        &["catalog", "show", "gongan.people", "--json"],
+    ));
+    assert_eq!(show["dataset"]["row_count"], 3);
+    // Checking again finds nothing left to block.
+    let v = json(&reservoir(&home, &["check", "gongan.people", "--json"]));
+    assert_eq!(v[0]["blocked"], 0);
+    assert_eq!(v[0]["results"][0]["failed"], 0);
+    assert_eq!(v[0]["results"][0]["blocking"], true);
+
+    std::fs::write(
+        rules.join("people.yaml"),
+        "rules:\n  - {check: freshness, blocking: true}\n",
+    )
+    .unwrap();
+    let err = fails(&reservoir(&home, &["check", "gongan.people"]));
+    assert!(err.contains("no failing rows to block"), "{err}");
+}

@@ -164,8 +164,12 @@ pub(crate) fn summary(o: &CheckOutcome, id: i64) {
             String::new()
         };
         println!(
-            "  {}  [{}]  {} failed of {}{noted}",
-            r.rule, r.dimension, r.failed, r.checked
+            "  {}  [{}{}]  {} failed of {}{noted}",
+            r.rule,
+            r.dimension,
+            if r.blocking { ", blocking" } else { "" },
+            r.failed,
+            r.checked
         );
         for e in &r.examples {
             println!("      {}: {}", e.key, e.reason);
@@ -177,6 +181,15 @@ pub(crate) fn summary(o: &CheckOutcome, id: i64) {
         .map(|(d, s)| format!("{d} {s:.2}"))
         .collect();
     println!("  scores: {}", scores.join(", "));
+    if let Some(q) = &o.quarantine_table {
+        println!(
+            "  {} rows failed a blocking rule and were moved to {q} (table version {})",
+            o.blocked,
+            o.table_version_after
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "unchanged".into())
+        );
+    }
     if let Some(t) = &o.failures_table {
         let t: Vec<String> = t.split('.').map(ident).collect();
         println!(
