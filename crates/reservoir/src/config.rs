@@ -214,6 +214,7 @@ impl Config {
             capacity_bytes: self.lake.capacity_bytes,
             upload_dir: None,
             sources_dir: None,
+            rules_dir: None,
             infer_rows: self.ingest.infer_rows,
             batch_rows: self.ingest.batch_rows,
         })

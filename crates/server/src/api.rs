@@ -3,6 +3,7 @@
 mod catalog;
 mod query;
 mod report;
+mod rules;
 mod sources;
 mod upload;
 
@@ -37,6 +38,9 @@ timeout (408), payload_too_large (413) and internal (500).",
         catalog::dataset_runs,
         catalog::dataset_drift,
         catalog::dataset_lineage,
+        rules::get,
+        rules::put,
+        rules::delete,
         catalog::lineage,
         catalog::alerts,
         catalog::runs,
@@ -55,6 +59,7 @@ timeout (408), payload_too_large (413) and internal (500).",
     tags(
         (name = "catalog", description = "Units, systems, datasets, runs"),
         (name = "query", description = "Read-only SQL over the lake"),
+        (name = "quality", description = "Quality rules of datasets"),
         (name = "collect", description = "Uploading files into datasets"),
     )
 )]
@@ -84,6 +89,10 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
             get(catalog::dataset_lineage),
         )
         .route("/lineage", get(catalog::lineage))
+        .route(
+            "/datasets/{layer}/{unit}/{name}/rules",
+            get(rules::get).put(rules::put).delete(rules::delete),
+        )
         .route(
             "/datasets/{layer}/{unit}/{name}/drift",
             get(catalog::dataset_drift),

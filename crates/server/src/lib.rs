@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub upload_dir: Option<PathBuf>,
     /// The home's source definitions, editable through the API (none: not offered).
     pub sources_dir: Option<PathBuf>,
+    /// The home's quality rules (`<unit>/<dataset>.yaml`), editable through the API.
+    pub rules_dir: Option<PathBuf>,
     /// Collection settings for uploads.
     pub infer_rows: usize,
     pub batch_rows: usize,
@@ -66,6 +68,7 @@ impl Default for ServerConfig {
             capacity_bytes: 0,
             upload_dir: None,
             sources_dir: None,
+            rules_dir: None,
             infer_rows: 10_000,
             batch_rows: 32_768,
         }

@@ -676,3 +676,67 @@ async fn sources_endpoint() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&err, "not_found");
 }
+
+/// A dataset's quality rules through the API: written only when they parse, read back, deleted.
+#[tokio::test]
+async fn rules_are_edited_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    let f = fixture(ServerConfig {
+        rules_dir: Some(rules.clone()),
+        ..ServerConfig::default()
+    })
+    .await;
+    let uri = "/api/v1/datasets/raw/minzheng/villages/rules";
+    let (status, err) = get(&f, uri).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
+    let put = |yaml: &str, uri: &str| {
+        let body = serde_json::json!({ "yaml": yaml }).to_string();
+        let uri = uri.to_string();
+        let f = &f;
+        async move {
+            let (status, body, _) = send(
+                f,
+                Request::put(uri)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+            (status, serde_json::from_slice::<Value>(&body).unwrap())
+        }
+    };
+    // A broken file is refused with the checker's message and not saved.
+    let (status, err) = put("rules:\n  - {check: range, column: code}\n", uri).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&err, "bad_request");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs `min`, `max` or both"),
+        "{err}"
+    );
+    assert!(!rules.join("minzheng/villages.yaml").exists());
+    let yaml = "key: [code]\nrules:\n  - {check: not_null, column: name}\n  - {check: unique, columns: [code], blocking: true}\n";
+    let (status, doc) = put(yaml, uri).await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(doc["rules"][1]["check"], "unique");
+    assert_eq!(doc["rules"][1]["blocking"], true);
+    assert_eq!(
+        std::fs::read_to_string(rules.join("minzheng/villages.yaml")).unwrap(),
+        yaml
+    );
+    let (status, back) = get(&f, uri).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(back["yaml"], yaml);
+    assert_eq!(back["rules"][0]["name"], "not_null:name");
+    // Rules are for collected datasets of the catalog.
+    let (status, _) = put(yaml, "/api/v1/datasets/raw/minzheng/nothing/rules").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = put(yaml, "/api/v1/datasets/std/minzheng/villages/rules").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = send(&f, Request::delete(uri).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(!rules.join("minzheng/villages.yaml").exists());
+}

@@ -27,6 +27,7 @@ pub async fn serve(home: &Home, bind: Option<std::net::SocketAddr>) -> Result<()
         config.bind = b;
     }
     config.sources_dir = Some(home.sources_dir());
+    config.rules_dir = Some(home.root.join("rules"));
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("listening on {}", config.bind))?;
