@@ -915,6 +915,26 @@ fn catalog_imports_the_real_crawls_and_exports_what_it_reads() {
     );
     assert_eq!(n(&hrb, "datasets"), 138);
 
+    // The Guizhou crawl as XLSX has no identifiers: five titles its departments published twice
+    // (a 2016 and a 2017 version, under two ids in the CSV) are one entry each, the later kept.
+    let xlsx = shared_data("catalogs/cn_guizhou_opendata_catalog_crawl.xlsx");
+    let dry = json(&reservoir(
+        &home,
+        &[
+            "catalog",
+            "import",
+            xlsx.to_str().unwrap(),
+            "--dry-run",
+            "--json",
+        ],
+    ));
+    balanced(&dry);
+    assert_eq!(
+        (n(&dry, "entries"), n(&dry, "datasets"), n(&dry, "repeated")),
+        (460, 455, 5)
+    );
+    assert_eq!(n(&dry, "created"), 0, "a dry run writes nothing");
+
     // The departments are units under their province or city.
     let units: Vec<serde_json::Value> =
         serde_json::from_value(json(&reservoir(&home, &["catalog", "units", "--json"]))).unwrap();
