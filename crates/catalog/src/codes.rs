@@ -82,11 +82,63 @@ impl Catalog {
                 message: format!("code table {:?} needs a name", table.id),
             });
         }
-        if let Some(v) = values.iter().find(|v| v.code.trim().is_empty()) {
-            return Err(Error::Invalid {
-                what: "code table",
-                message: format!("a value labelled {:?} has an empty code", v.label),
-            });
+        let bad = |message: String| Error::Invalid {
+            what: "code table",
+            message: format!("code table {:?}: {message}", table.id),
+        };
+        if values.is_empty() {
+            return Err(bad("it has no values".into()));
+        }
+        let mut seen: std::collections::HashMap<&str, Vec<&CodeValue>> =
+            std::collections::HashMap::new();
+        // The built-in tables are the published data as it is (GB/T 2260's timeline has codes
+        // retired the year before they were created); a user's table is held to these rules.
+        for v in values.iter().filter(|_| !table.builtin) {
+            if v.code.trim().is_empty() {
+                return Err(bad(format!(
+                    "the value labelled {:?} has an empty code",
+                    v.label
+                )));
+            }
+            if v.label.trim().is_empty() {
+                return Err(bad(format!("code {:?} has no label", v.code)));
+            }
+            for y in [v.valid_from, v.valid_to].into_iter().flatten() {
+                if !(1900..=2100).contains(&y) {
+                    return Err(bad(format!(
+                        "code {:?}: the year {y} is not one from 1900 to 2100",
+                        v.code
+                    )));
+                }
+            }
+            if let (Some(a), Some(b)) = (v.valid_from, v.valid_to)
+                && a > b
+            {
+                return Err(bad(format!(
+                    "code {:?} is valid from {a} to {b}: the years are the wrong way round",
+                    v.code
+                )));
+            }
+            // A code may be listed again only for another period (codes are reused).
+            let periods = seen.entry(v.code.trim()).or_default();
+            let overlaps = |o: &CodeValue| {
+                let (a0, a1) = (
+                    v.valid_from.unwrap_or(i32::MIN),
+                    v.valid_to.unwrap_or(i32::MAX),
+                );
+                let (b0, b1) = (
+                    o.valid_from.unwrap_or(i32::MIN),
+                    o.valid_to.unwrap_or(i32::MAX),
+                );
+                a0 <= b1 && b0 <= a1
+            };
+            if let Some(o) = periods.iter().find(|o| overlaps(o)) {
+                return Err(bad(format!(
+                    "code {:?} is given twice for the same years ({:?} and {:?})",
+                    v.code, o.label, v.label
+                )));
+            }
+            periods.push(v);
         }
         let mut tx = self.pool().begin().await?;
         sqlx::query(

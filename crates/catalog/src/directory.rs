@@ -10,8 +10,9 @@
 //! the columns in another order). Those are recognized and counted. The same entry crawled
 //! several times is one dataset: later rows update it and are counted as repeats.
 //!
-//! The balance always holds: rows read = entries + header rows + blank rows + rejected rows,
-//! and entries = distinct datasets + repeats.
+//! The balance always holds: rows read = entries + header rows + blank rows + note rows +
+//! rejected rows, and entries = distinct datasets + repeats. A repeat updates the entry with
+//! the values it has; a blank cell never erases one.
 
 use std::collections::{HashMap, HashSet};
 
@@ -310,12 +311,29 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// What makes two rows the same entry: the catalog's identifier, else unit and title.
-    fn key(&self) -> (String, String) {
-        if self.identifier.is_empty() {
-            (self.unit.clone(), self.title.clone())
-        } else {
-            (String::new(), self.identifier.clone())
+    /// This entry updated by a later row of the same entry: the later row's values where it
+    /// has them, this entry's where its cells are blank (a blank cell never erases a value).
+    fn updated_by(self, later: Entry) -> Entry {
+        let text = |old: String, new: String| if new.is_empty() { old } else { new };
+        let list = |old: Vec<String>, new: Vec<String>| if new.is_empty() { old } else { new };
+        Entry {
+            line: later.line,
+            unit: text(self.unit, later.unit),
+            title: text(self.title, later.title),
+            description: text(self.description, later.description),
+            identifier: text(self.identifier, later.identifier),
+            topic: text(self.topic, later.topic),
+            industry: text(self.industry, later.industry),
+            tags: list(self.tags, later.tags),
+            formats: list(self.formats, later.formats),
+            open_tier: later.open_tier.or(self.open_tier),
+            update_frequency: later.update_frequency.or(self.update_frequency),
+            sensitivity: later.sensitivity.or(self.sensitivity),
+            declared_rows: later.declared_rows.or(self.declared_rows),
+            published_at: later.published_at.or(self.published_at),
+            updated_at: later.updated_at.or(self.updated_at),
+            contact: text(self.contact, later.contact),
+            items: list(self.items, later.items),
         }
     }
 }
@@ -367,6 +385,9 @@ pub struct ImportReport {
     /// header again where two crawls were joined.
     pub header_rows: u64,
     pub blank_rows: u64,
+    /// Notes under the table (注：…, 数据来源：…).
+    #[serde(default)]
+    pub note_rows: u64,
     pub rejected: Vec<Rejected>,
     pub warnings: Vec<Warning>,
     pub warnings_total: u64,
@@ -380,10 +401,14 @@ pub struct ImportReport {
 }
 
 impl ImportReport {
-    /// rows read = entries + header rows + blank rows + rejected rows.
+    /// rows read = entries + header rows + blank rows + note rows + rejected rows.
     pub fn balanced(&self) -> bool {
         self.rows_read
-            == self.entries + self.header_rows + self.blank_rows + self.rejected.len() as u64
+            == self.entries
+                + self.header_rows
+                + self.blank_rows
+                + self.note_rows
+                + self.rejected.len() as u64
             && self.entries == self.datasets + self.repeated
     }
 
@@ -549,7 +574,11 @@ pub fn parse(sheet: &Sheet, default_unit: Option<&str>) -> Result<ParsedDirector
         ..ImportReport::default()
     };
     let mut entries: Vec<Entry> = Vec::new();
-    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    // Entries by identifier, and by unit and title: a row without an identifier is the entry
+    // of the same unit and title; a row with one is the entry with that identifier, or the
+    // identifier-less entry of the same unit and title.
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    let mut by_title: HashMap<(String, String), usize> = HashMap::new();
     for row in rows {
         report.rows_read += 1;
         if row.cells.iter().all(|c| c.trim().is_empty()) {
@@ -570,16 +599,75 @@ pub fn parse(sheet: &Sheet, default_unit: Option<&str>) -> Result<ParsedDirector
             report.header_rows += 1;
             continue;
         }
+        if is_note_row(&row.cells) {
+            report.note_rows += 1;
+            continue;
+        }
+        if row.cells.len() > layout.header.len()
+            && row.cells[layout.header.len()..]
+                .iter()
+                .any(|c| !c.trim().is_empty())
+        {
+            let extra: Vec<&str> = row.cells[layout.header.len()..]
+                .iter()
+                .map(|c| c.trim())
+                .filter(|c| !c.is_empty())
+                .collect();
+            report.warn(
+                row.line,
+                "",
+                &extra.join(", "),
+                format!(
+                    "the row has {} cells, the header {}; the cells beyond the header were not read",
+                    row.cells.len(),
+                    layout.header.len()
+                ),
+            );
+        }
         match read_entry(&layout, row, default_unit, &mut report) {
             Ok(entry) => {
                 report.entries += 1;
-                match seen.get(&entry.key()) {
-                    Some(&i) => {
+                let title_key = (entry.unit.clone(), entry.title.clone());
+                let earlier = if entry.identifier.is_empty() {
+                    by_title.get(&title_key).copied()
+                } else {
+                    by_id.get(&entry.identifier).copied().or_else(|| {
+                        by_title
+                            .get(&title_key)
+                            .copied()
+                            .filter(|&i| entries[i].identifier.is_empty())
+                    })
+                };
+                match earlier {
+                    Some(i) => {
                         report.repeated += 1;
-                        entries[i] = entry;
+                        let first: &Entry = &entries[i];
+                        if first.title != entry.title || first.unit != entry.unit {
+                            let line = entry.line;
+                            let message = format!(
+                                "identifier {:?} was {} of {} (last read on line {}); this row calls it {} of {} — the later row's values are kept",
+                                entry.identifier,
+                                first.title,
+                                first.unit,
+                                first.line,
+                                entry.title,
+                                entry.unit
+                            );
+                            report.warn(line, "", &entry.identifier, message);
+                        }
+                        let merged = entries[i].clone().updated_by(entry);
+                        by_title.insert((merged.unit.clone(), merged.title.clone()), i);
+                        if !merged.identifier.is_empty() {
+                            by_id.insert(merged.identifier.clone(), i);
+                        }
+                        entries[i] = merged;
                     }
                     None => {
-                        seen.insert(entry.key(), entries.len());
+                        let i = entries.len();
+                        by_title.insert(title_key, i);
+                        if !entry.identifier.is_empty() {
+                            by_id.insert(entry.identifier.clone(), i);
+                        }
                         entries.push(entry);
                     }
                 }
@@ -600,7 +688,8 @@ fn read_entry(
     default_unit: Option<&str>,
     report: &mut ImportReport,
 ) -> std::result::Result<Entry, String> {
-    let cell = |i: usize| row.cells.get(i).map(|c| c.trim()).unwrap_or_default();
+    let cleaned: Vec<String> = row.cells.iter().map(|c| clean_cell(c)).collect();
+    let cell = |i: usize| cleaned.get(i).map(String::as_str).unwrap_or_default();
     let column = |t: Target| -> Vec<(String, &str)> {
         layout
             .columns
@@ -733,6 +822,49 @@ fn read_entry(
         }
     }
     Ok(entry)
+}
+
+/// A note under a table (注：…, 说明：…, 数据来源：…): one filled cell, the first, starting with a
+/// note word.
+fn is_note_row(cells: &[String]) -> bool {
+    let filled: Vec<&String> = cells.iter().filter(|c| !c.trim().is_empty()).collect();
+    filled.len() == 1
+        && cells.first().is_some_and(|c| !c.trim().is_empty())
+        && [
+            "注",
+            "说明",
+            "备注",
+            "数据来源",
+            "资料来源",
+            "填报说明",
+            "note",
+        ]
+        .iter()
+        .any(|w| filled[0].trim().to_lowercase().starts_with(w))
+}
+
+/// A cell's text as kept: without control characters, and without the apostrophe our CSV
+/// export puts before a leading `=`, `+`, `-` or `@` so that Excel does not read a formula.
+fn clean_cell(text: &str) -> String {
+    let t: String = text
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .collect();
+    let t = t.trim();
+    match t.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@']) => rest.to_string(),
+        _ => t.to_string(),
+    }
+}
+
+/// A cell for a spreadsheet export: text that Excel would read as a formula gets a leading
+/// apostrophe (import takes it off again).
+pub fn spreadsheet_safe(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    }
 }
 
 /// A crawled cell holding a Python-style list (`['a', None, 'b']`, `[1474441961853, 147…]`):
@@ -868,15 +1000,18 @@ impl Catalog {
         }
         let mut unit_ids: HashMap<String, String> = HashMap::new();
         let mut taken_ids: HashSet<String> = HashSet::new();
+        // Units by id and by name, full-width and half-width forms alike (（） and () name the
+        // same department).
+        let fold = |name: &str| crate::search::normalize(name.trim());
         for u in self.units().await? {
             taken_ids.insert(u.id.clone());
-            unit_ids.insert(u.id.clone(), u.id.clone());
-            unit_ids.insert(u.name.clone(), u.id);
+            unit_ids.insert(fold(&u.id), u.id.clone());
+            unit_ids.insert(fold(&u.name), u.id);
         }
         let mut datasets: HashMap<String, Vec<Dataset>> = HashMap::new();
         let mut names: HashMap<String, HashSet<String>> = HashMap::new();
         for entry in &parsed.entries {
-            let unit_id = match unit_ids.get(&entry.unit) {
+            let unit_id = match unit_ids.get(&fold(&entry.unit)) {
                 Some(id) => id.clone(),
                 None => {
                     let base = match identifier_from(&entry.unit) {
@@ -892,7 +1027,7 @@ impl Catalog {
                     })
                     .await?;
                     taken_ids.insert(id.clone());
-                    unit_ids.insert(entry.unit.clone(), id.clone());
+                    unit_ids.insert(fold(&entry.unit), id.clone());
                     report.units_created.push(id.clone());
                     id
                 }
@@ -1237,7 +1372,12 @@ mod tests {
         );
         let e = &parsed.entries;
         assert_eq!(e[0].description, "人口统计（修订）", "the later row wins");
-        assert_eq!(e[0].open_tier, None);
+        assert_eq!(
+            e[0].open_tier,
+            Some(OpenTier::Open),
+            "a value the later row lacks (or has unreadable) stays"
+        );
+        assert_eq!(e[0].updated_at.as_deref(), Some("2016-10-17"));
         assert_eq!(
             e[1].title, "GDP",
             "columns re-read after the repeated header"
@@ -1245,6 +1385,55 @@ mod tests {
         assert_eq!(e[1].unit, "统计局");
         assert_eq!(e[1].open_tier, Some(OpenTier::Conditional));
         assert_eq!(e[1].update_frequency, Some(UpdateFrequency::Quarterly));
+    }
+
+    #[test]
+    fn repeats_merge_and_notes_are_counted() {
+        let s = sheet(&[
+            &[
+                "目录编码",
+                "数据目录名称",
+                "数据提供方",
+                "开放状态",
+                "数据量",
+            ],
+            &["E001", "甲表", "环保局", "有条件开放", "100"],
+            &["E001", "甲表", "环保局", "", ""],
+            &["", "乙表", "环保局", "", "5"],
+            &["E002", "乙表", "环保局", "无条件开放", ""],
+            &["E001", "甲表二", "环保局", "", ""],
+            &["=HYPERLINK(1)", "丙\u{7}表", "环保局", "", ""],
+            &["'=SUM(1)", "丁表", "环保局", "", ""],
+            &["注：本表每季度更新", "", "", "", ""],
+        ]);
+        let parsed = parse(&s, None).unwrap();
+        let r = &parsed.report;
+        assert!(r.balanced(), "{r:?}");
+        assert_eq!(
+            (r.entries, r.datasets, r.repeated, r.note_rows),
+            (7, 4, 3, 1)
+        );
+        let e = &parsed.entries;
+        assert_eq!(
+            e[0].open_tier,
+            Some(OpenTier::Conditional),
+            "blank cells erase nothing"
+        );
+        assert_eq!(e[0].declared_rows, Some(100));
+        assert_eq!(e[0].title, "甲表二");
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.line == 6 && w.message.contains("on line 3"))
+        );
+        assert_eq!(e[1].identifier, "E002", "the identifier-less 乙表 is E002");
+        assert_eq!(e[1].declared_rows, Some(5));
+        assert_eq!(e[2].title, "丙表", "control characters are dropped");
+        assert_eq!(
+            e[3].identifier, "=SUM(1)",
+            "the export's formula guard comes off"
+        );
+        assert_eq!(spreadsheet_safe("=SUM(1)"), "'=SUM(1)");
     }
 
     #[test]

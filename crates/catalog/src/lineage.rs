@@ -1,6 +1,6 @@
 //! Dataset-level lineage from what the catalog recorded: every source that loaded a dataset
-//! (each distinct source of its runs), the quarantine table its rejected rows went to, and the
-//! quality table its check runs wrote. Models that derive datasets from others will add their
+//! (each distinct source of its runs that did not fail), the quarantine table its rejected and
+//! blocked rows went to, and the quality table its check runs wrote. Models that derive datasets from others will add their
 //! edges here as they arrive.
 
 use std::collections::BTreeMap;
@@ -69,13 +69,14 @@ impl Catalog {
         let runs = sqlx::query(
             "SELECT dataset_id, source, COUNT(*), CAST(COALESCE(SUM(rows_loaded), 0) AS BIGINT),
                     CAST(COALESCE(SUM(rows_quarantined), 0) AS BIGINT), MAX(started_at)
-             FROM runs GROUP BY dataset_id, source ORDER BY dataset_id, source",
+             FROM runs WHERE status <> 'failed'
+             GROUP BY dataset_id, source ORDER BY dataset_id, source",
         )
         .fetch_all(self.pool())
         .await?;
         let checks = sqlx::query(
             "SELECT dataset_id, COUNT(*), CAST(COALESCE(SUM(rows_failed), 0) AS BIGINT),
-                    MAX(finished_at)
+                    MAX(finished_at), CAST(COALESCE(SUM(rows_blocked), 0) AS BIGINT)
              FROM check_runs GROUP BY dataset_id",
         )
         .fetch_all(self.pool())
@@ -120,8 +121,17 @@ impl Catalog {
                 q.2 = q.2.clone().max(last);
             }
         }
+        for r in &checks {
+            let blocked: i64 = r.try_get(4)?;
+            if blocked > 0 {
+                let q = quarantined.entry(r.try_get(0)?).or_insert((0, 0, None));
+                q.0 += r.try_get::<i64, _>(1)?;
+                q.1 += blocked;
+                q.2 = q.2.clone().max(r.try_get(3)?);
+            }
+        }
         for (id, (count, rows, last)) in quarantined {
-            let d = &datasets[&id];
+            let Some(d) = datasets.get(&id) else { continue };
             let q = format!("quarantine.{}.{}", d.unit_id, d.name);
             nodes.insert(
                 q.clone(),

@@ -741,4 +741,7 @@ pub struct CheckRunRecord {
     pub failures_version: Option<i64>,
     pub started_at: String,
     pub finished_at: String,
+    /// Rows its blocking rules moved to the quarantine table.
+    #[serde(default)]
+    pub rows_blocked: i64,
 }

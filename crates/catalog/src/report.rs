@@ -489,6 +489,8 @@ fn figures(
             quality: latest.get(&d.id).and_then(|c| check_score(c)),
         });
     }
+    // Rows blocking rules moved out of the tables are quarantined too.
+    rows.quarantined += month_checks.iter().map(|c| c.rows_blocked).sum::<i64>();
     rows.loaded_previous = previous
         .iter()
         .filter(|r| ids.contains(&r.dataset_id) && r.status == RunStatus::Succeeded)

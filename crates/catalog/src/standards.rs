@@ -163,6 +163,87 @@ fn element_from_row(r: &sqlx::any::AnyRow) -> Result<DataElement> {
     })
 }
 
+/// The longest length a data element may declare.
+pub const MAX_LENGTH: i64 = 65_535;
+
+/// A date or time format as standards write it (`YYYYMMDD`, `YYYY-MM-DD hh:mm:ss`) in chrono's
+/// terms; chrono formats (`%Y%m%d`) stay as they are.
+pub fn date_format(written: &str) -> String {
+    if written.contains('%') {
+        return written.to_string();
+    }
+    written
+        .replace("YYYY", "%Y")
+        .replace("yyyy", "%Y")
+        .replace("MM", "%m")
+        .replace("DD", "%d")
+        .replace("dd", "%d")
+        .replace("hh", "%H")
+        .replace("HH", "%H")
+        .replace("mm", "%M")
+        .replace("ss", "%S")
+}
+
+/// Refuses a format that cannot judge values: a regular expression that does not compile, a
+/// representation that says too little (`an..x`, `n0`), a length that contradicts the
+/// representation, a date format without year, month and day.
+fn check_format(e: &DataElement) -> Result<()> {
+    let bad = |message: String| Error::Invalid {
+        what: "data element",
+        message: format!("data element {:?}: {message}", e.id),
+    };
+    if e.format.is_empty() {
+        return Ok(());
+    }
+    match e.data_type {
+        ElementType::Date | ElementType::Timestamp => {
+            use chrono::format::{Item, StrftimeItems};
+            let f = date_format(&e.format);
+            let probe = chrono::NaiveDate::from_ymd_opt(2024, 2, 29)
+                .and_then(|d| d.and_hms_opt(13, 14, 15))
+                .ok_or_else(|| bad("cannot build a probe date".into()))?;
+            let ok = !StrftimeItems::new(&f).any(|i| matches!(i, Item::Error))
+                && chrono::NaiveDateTime::parse_from_str(&probe.format(&f).to_string(), &f)
+                    .map(|d| d.date() == probe.date())
+                    .or_else(|_| {
+                        chrono::NaiveDate::parse_from_str(&probe.format(&f).to_string(), &f)
+                            .map(|d| d == probe.date())
+                    })
+                    .unwrap_or(false);
+            if !ok {
+                return Err(bad(format!(
+                    "format {:?} does not describe a whole date; expected e.g. YYYYMMDD, YYYY-MM-DD or %Y-%m-%d",
+                    e.format
+                )));
+            }
+        }
+        _ => {
+            let looks_like_representation = e.format.len() <= 12
+                && ["an", "a", "n", "c"]
+                    .iter()
+                    .any(|p| e.format.starts_with(p))
+                && e.format
+                    .chars()
+                    .skip(1)
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.');
+            if looks_like_representation && representation(&e.format).is_none() {
+                return Err(bad(format!(
+                    "format {:?} is not a representation (n8, an..18, c..50: a class and a length above 0) nor a regular expression",
+                    e.format
+                )));
+            }
+            regex::Regex::new(&format!("^(?:{})$", e.format)).map_err(|err| {
+                bad(format!(
+                    "format {:?} is not a regular expression: {}",
+                    e.format,
+                    err.to_string().lines().last().unwrap_or_default()
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
 const ELEMENT_COLUMNS: &str =
     "id, name, english_name, data_type, max_length, format, code_table, description, standard";
 
@@ -176,12 +257,16 @@ impl Catalog {
                 message: format!("data element {:?} needs a name (中文名称)", e.id),
             });
         }
-        if let Some(n) = e.max_length.filter(|n| *n <= 0) {
+        if let Some(n) = e.max_length.filter(|n| !(1..=MAX_LENGTH).contains(n)) {
             return Err(Error::Invalid {
                 what: "data element",
-                message: format!("data element {:?}: length {n} must be above 0", e.id),
+                message: format!(
+                    "data element {:?}: length {n} must be from 1 to {MAX_LENGTH}",
+                    e.id
+                ),
             });
         }
+        check_format(e)?;
         if let Some(t) = &e.code_table {
             self.code_values(t).await?;
         }
@@ -310,13 +395,32 @@ impl Catalog {
             .collect()
     }
 
-    /// Creates or updates a glossary term.
+    /// Creates or updates a glossary term. A synonym may not be another term, nor another
+    /// term's synonym.
     pub async fn put_term(&self, t: &Term) -> Result<()> {
         if t.term.trim().is_empty() || t.definition.trim().is_empty() {
             return Err(Error::Invalid {
                 what: "glossary term",
                 message: format!("{:?} needs a term and a definition", t.term),
             });
+        }
+        for other in self.glossary(None).await? {
+            if other.term == t.term.trim() {
+                continue;
+            }
+            if let Some(s) = t
+                .synonyms
+                .iter()
+                .find(|s| **s == other.term || other.synonyms.contains(s))
+            {
+                return Err(Error::Invalid {
+                    what: "glossary term",
+                    message: format!(
+                        "{s:?} already names the term {:?}; a name means one term",
+                        other.term
+                    ),
+                });
+            }
         }
         for e in &t.elements {
             if self.element(e).await?.is_none() {

@@ -60,15 +60,22 @@ const DATASET_COLUMNS: &str = "id, layer, unit_id, name, title, description, sys
 /// The WHERE clause of dataset queries; parameters $1–$5 are bound by [`bind_filter`].
 const DATASET_FILTER: &str = "($1 IS NULL OR unit_id = $1) AND ($2 IS NULL OR layer = $2)
     AND ($3 IS NULL OR open_tier = $3) AND ($5 IS NULL OR topic = $5)
-    AND ($4 IS NULL OR LOWER(name) LIKE $4 OR LOWER(title) LIKE $4 OR LOWER(description) LIKE $4
+    AND ($4 IS NULL OR LOWER(name) LIKE $4 ESCAPE '\\' OR LOWER(title) LIKE $4 ESCAPE '\\'
+         OR LOWER(description) LIKE $4 ESCAPE '\\'
          OR EXISTS (SELECT 1 FROM dataset_fields f WHERE f.dataset_id = datasets.id
-                    AND (LOWER(f.name) LIKE $4 OR LOWER(f.title) LIKE $4)))";
+                    AND (LOWER(f.name) LIKE $4 ESCAPE '\\' OR LOWER(f.title) LIKE $4 ESCAPE '\\')))";
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 fn bind_filter<'q>(q: AnyQuery<'q>, f: &DatasetFilter) -> AnyQuery<'q> {
+    // The search text as typed: `%` and `_` are matched as themselves, not as wildcards.
     let pattern = f.search.as_deref().map(|s| {
-        let escaped = s.trim().to_lowercase().replace(['%', '_'], "");
+        let escaped = s
+            .trim()
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         format!("%{escaped}%")
     });
     q.bind(f.unit_id.clone())
@@ -1019,8 +1026,9 @@ impl Catalog {
     pub async fn record_check_run(&self, run: &CheckRunRecord) -> Result<i64> {
         let row = sqlx::query(
             "INSERT INTO check_runs (check_run, dataset_id, table_version, rows_checked,
-                 rows_failed, scores, results, failures_version, started_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                 rows_failed, scores, results, failures_version, started_at, finished_at,
+                 rows_blocked)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(&run.check_run)
         .bind(run.dataset_id)
@@ -1032,6 +1040,7 @@ impl Catalog {
         .bind(run.failures_version)
         .bind(&run.started_at)
         .bind(&run.finished_at)
+        .bind(run.rows_blocked)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get(0)?)
@@ -1483,7 +1492,7 @@ fn delivered_from_row(r: &AnyRow) -> Result<DeliveredFile> {
 }
 
 const CHECK_RUN_COLUMNS: &str = "id, check_run, dataset_id, table_version, rows_checked, \
-     rows_failed, scores, results, failures_version, started_at, finished_at";
+     rows_failed, scores, results, failures_version, started_at, finished_at, rows_blocked";
 
 fn check_run_from_row(r: &AnyRow) -> Result<CheckRunRecord> {
     let scores: String = r.try_get(6)?;
@@ -1500,6 +1509,7 @@ fn check_run_from_row(r: &AnyRow) -> Result<CheckRunRecord> {
         failures_version: r.try_get(8)?,
         started_at: r.try_get(9)?,
         finished_at: r.try_get(10)?,
+        rows_blocked: r.try_get(11)?,
     })
 }
 

@@ -405,8 +405,10 @@ pub async fn check_table(
                     results[i].checked = rows;
                 }
                 Check::Referential { .. } | Check::Consistent { .. } => {
-                    join_rule(&ctx, rules, i, has_lines, &mut results[i], &mut failures).await?;
-                    results[i].checked = rows;
+                    let judged =
+                        join_rule(&ctx, rules, i, has_lines, &mut results[i], &mut failures)
+                            .await?;
+                    results[i].checked = judged.unwrap_or(rows);
                 }
                 Check::Freshness => freshness(history, &mut results[i]),
                 Check::Volume {
@@ -976,8 +978,8 @@ fn key_columns(rules: &RuleSet, rule: &Rule, has_lines: bool) -> Vec<String> {
 /// A `referential` rule (the value must exist in the reference's column) or a `consistent`
 /// rule (a row whose `on` columns match a reference row must have the reference's value): one
 /// join with the other table. Values are compared as text, so that a code held as a number
-/// there and as text here still matches. For `consistent`, keys the reference itself gives
-/// several different values are not judged.
+/// there and as text here still matches. For `consistent`, only rows whose key the reference
+/// has, with one value, are judged: their number is returned (`None`: every row is judged).
 async fn join_rule(
     ctx: &SessionContext,
     rules: &RuleSet,
@@ -985,7 +987,7 @@ async fn join_rule(
     has_lines: bool,
     result: &mut RuleResult,
     failures: &mut Failures,
-) -> Result<()> {
+) -> Result<Option<u64>> {
     let rule = &rules.rules[ri];
     let r = format!("r{ri}");
     let column = &rule.columns[0];
@@ -1051,7 +1053,37 @@ async fn join_rule(
                 name,
             )
         }
-        _ => return Ok(()),
+        _ => return Ok(None),
+    };
+    let judged = match &rule.check {
+        Check::Consistent { column: rc, on, .. } => {
+            let rc = quote_ident(rc.as_deref().unwrap_or(column));
+            let on_list = on.iter().map(|o| quote_ident(o)).collect::<Vec<_>>();
+            let group = on_list.join(", ");
+            let join = on_list
+                .iter()
+                .map(|o| format!("t.{o} = ref.{o}"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let counted = ctx
+                .sql(&format!(
+                    "SELECT count(*) FROM t JOIN (
+                       SELECT {group}, count(DISTINCT CAST({rc} AS VARCHAR)) AS n FROM {r} GROUP BY {group}
+                     ) ref ON {join} WHERE ref.n = 1"
+                ))
+                .await?
+                .collect()
+                .await?;
+            let n = counted
+                .first()
+                .filter(|b| b.num_rows() > 0)
+                .map(|b| as_text(b.column(0)))
+                .transpose()?
+                .and_then(|a| a.value(0).parse::<u64>().ok())
+                .unwrap_or(0);
+            Some(n)
+        }
+        _ => None,
     };
     let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
     while let Some(batch) = stream.try_next().await? {
@@ -1109,7 +1141,7 @@ async fn join_rule(
                 .await?;
         }
     }
-    Ok(())
+    Ok(judged)
 }
 
 /// A table-level finding: one check, failed or not, with its reason as the example.
@@ -1215,12 +1247,18 @@ pub async fn check_dataset(
             .last_success(found.id)
             .await?
             .and_then(|t| reservoir_catalog::parse_ts(&t).ok()),
-        earlier_rows: catalog
-            .check_runs(found.id, 20)
-            .await?
-            .iter()
-            .map(|c| c.rows_checked)
-            .collect(),
+        // One count per earlier table version: checking the same version again adds nothing.
+        earlier_rows: {
+            let mut seen = std::collections::HashSet::new();
+            catalog
+                .check_runs(found.id, 100)
+                .await?
+                .iter()
+                .filter(|c| Some(c.table_version) != found.table_version)
+                .filter(|c| seen.insert(c.table_version))
+                .map(|c| c.rows_checked)
+                .collect()
+        },
         now: started,
     };
     let outcome = check_table(lake, &table, rules, &check_run, today, &history).await?;
@@ -1242,6 +1280,7 @@ pub async fn check_dataset(
         failures_version: outcome.failures_version,
         started_at: reservoir_catalog::format_ts(started),
         finished_at: reservoir_catalog::format_ts(Utc::now()),
+        rows_blocked: outcome.blocked as i64,
     };
     let id = catalog.record_check_run(&record).await?;
     if let Some(version) = outcome.table_version_after {
@@ -1298,7 +1337,11 @@ async fn resolve_code_tables(
                         ),
                     })?,
             };
-            let format = if found.format.is_empty() {
+            use reservoir_catalog::standards::ElementType;
+            let dated = matches!(found.data_type, ElementType::Date | ElementType::Timestamp);
+            let date_format = (dated && !found.format.is_empty())
+                .then(|| reservoir_catalog::standards::date_format(&found.format));
+            let format = if found.format.is_empty() || dated {
                 None
             } else {
                 Some((
@@ -1332,6 +1375,7 @@ async fn resolve_code_tables(
                 data_type: found.data_type,
                 max_length: found.max_length,
                 format,
+                date_format,
                 codes,
             }));
             continue;

@@ -634,6 +634,8 @@ pub struct ElementSpec {
     pub max_length: Option<i64>,
     /// The format as the element writes it, and compiled to match whole values.
     pub format: Option<(String, regex::Regex)>,
+    /// For date and time elements: the format, in chrono's terms.
+    pub date_format: Option<String>,
     /// The codes of its code table, and the table's id.
     pub codes: Option<(String, HashSet<String>)>,
 }
@@ -651,6 +653,13 @@ impl ElementSpec {
                     "{v:?} has {n} characters; {who} allows at most {max}"
                 ));
             }
+        }
+        if let Some(f) = &self.date_format {
+            let ok = match self.data_type {
+                T::Timestamp => chrono::NaiveDateTime::parse_from_str(t, f).is_ok(),
+                _ => NaiveDate::parse_from_str(t, f).is_ok(),
+            };
+            return (!ok).then(|| format!("{v:?} is not a date in {who}'s format {f}"));
         }
         let typed = match self.data_type {
             T::Text => true,

@@ -845,6 +845,7 @@ fn catalog_imports_the_real_crawls_and_exports_what_it_reads() {
             n(v, "entries")
                 + n(v, "header_rows")
                 + n(v, "blank_rows")
+                + n(v, "note_rows")
                 + v["rejected"].as_array().unwrap().len() as u64,
             "{v:#}"
         );
@@ -1225,6 +1226,7 @@ fn check_joins_other_datasets_and_watches_freshness_and_volume() {
     );
     let r = rule(&first, "姓名一致");
     assert_eq!(r["failed"], 1, "{r:#}");
+    assert_eq!(r["checked"], 3, "C3 is not in the other source: not judged");
     assert_eq!(r["examples"][0]["key"], "身份证号=D4");
     assert_eq!(r["examples"][0]["value"], "赵六");
     assert!(
@@ -1258,33 +1260,44 @@ fn check_joins_other_datasets_and_watches_freshness_and_volume() {
         "rule,key\n姓名一致,身份证号=D4\n社区存在,身份证号=B2\n"
     );
 
-    // Two more checks make a history; then the row count doubles and the volume rule fails.
-    check();
-    let third = check();
-    assert_eq!(rule(&third, "数据量")["failed"], 0);
-    assert_eq!(rule(&third, "数据量")["checked"], 1);
-    let more = write(
-        "more.csv",
-        "身份证号,姓名,社区代码\nF6,周一,310117001001\nG7,吴二,310117001001\nH8,郑三,310117001002\nI9,冯四,310117001002\nJ10,陈五,310117001001\n",
+    // Checking the same table version again adds nothing to the history.
+    let again = check();
+    assert_eq!(rule(&again, "数据量")["checked"], 0);
+    // Each delivery is a new version: two small ones make a history, then a big one jumps.
+    let latest_volume = |file: &Path| -> serde_json::Value {
+        collect("gongan", "people", file, &["--mode", "append"]);
+        let after = json(&reservoir(
+            &home,
+            &["catalog", "show", "gongan.people", "--json"],
+        ));
+        after["checks"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"] == "数据量")
+            .unwrap()
+            .clone()
+    };
+    let one = write("one.csv", "身份证号,姓名,社区代码\nF6,周一,310117001001\n");
+    assert_eq!(latest_volume(&one)["checked"], 0, "one earlier version");
+    let two = write("two.csv", "身份证号,姓名,社区代码\nG7,吴二,310117001001\n");
+    let v = latest_volume(&two);
+    assert_eq!(
+        (v["checked"].as_u64(), v["failed"].as_u64()),
+        (Some(1), Some(0)),
+        "{v:#}"
     );
-    collect("gongan", "people", &more, &["--mode", "append"]);
-    let after = json(&reservoir(
-        &home,
-        &["catalog", "show", "gongan.people", "--json"],
-    ));
-    let latest = &after["checks"][0];
-    let v = latest["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["rule"] == "数据量")
-        .unwrap();
+    let many = write(
+        "many.csv",
+        "身份证号,姓名,社区代码\nH8,郑三,310117001002\nI9,冯四,310117001002\nJ10,陈五,310117001001\nK11,褚六,310117001001\nL12,卫七,310117001001\nM13,蒋八,310117001001\nN14,沈九,310117001001\nO15,韩十,310117001001\nP16,杨一,310117001001\n",
+    );
+    let v = latest_volume(&many);
     assert_eq!(v["failed"], 1, "the check after collecting: {v:#}");
     assert!(
         v["examples"][0]["reason"]
             .as_str()
             .unwrap()
-            .starts_with("9 rows, 125% more than the mean of the last 3 checks (4)"),
+            .starts_with("15 rows, 200% more than the mean of the last 3 checks (5)"),
         "{v:#}"
     );
 

@@ -230,6 +230,11 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
             search,
             json,
         } => {
+            if let Some(u) = &unit
+                && catalog.unit(u).await?.is_none()
+            {
+                bail!("unit {u:?} is not in the catalog; `reservoir catalog units` lists them");
+            }
             let filter = DatasetFilter {
                 unit_id: unit,
                 layer,
@@ -400,6 +405,15 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
                 .unwrap_or_default();
             match ext.as_str() {
                 "jsonld" | "json" => {
+                    let base = url::Url::parse(&base_url)
+                        .ok()
+                        .filter(|u| matches!(u.scheme(), "http" | "https"))
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "--base-url {base_url:?}: expected an http(s) URL such as https://data.example.gov.cn"
+                            )
+                        })?;
+                    let base_url = base.as_str().trim_end_matches('/').to_string();
                     let doc = reservoir_catalog::dcat::catalog_jsonld(
                         "数据资源目录",
                         &base_url,
@@ -438,7 +452,7 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
                     }
                 }
                 _ => bail!(
-                    "{}: the extension picks the format; expected .csv, .xlsx or .jsonld",
+                    "{}: the extension picks the format; expected .csv, .xlsx, .jsonld or .json",
                     out.display()
                 ),
             }
@@ -452,6 +466,16 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
             json,
         } => {
             let d = find_dataset(catalog, &dataset).await?;
+            if sample == 0 {
+                bail!("--sample 0: a scan needs at least one row");
+            }
+            if let Some(f) = confirm
+                .iter()
+                .map(|c| c.split_once('=').map_or(c.as_str(), |(f, _)| f))
+                .find(|f| reject.iter().any(|r| r == f))
+            {
+                bail!("field {f:?} is both confirmed and rejected; decide once");
+            }
             if confirm.is_empty() && reject.is_empty() {
                 if d.table_version.is_none() {
                     bail!(
@@ -563,10 +587,15 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
                 if existing.iter().any(|t| t.table.id == id && t.table.builtin) {
                     bail!("{id} is a built-in code table; import into a table of your own");
                 }
+                let before = existing.iter().find(|t| t.table.id == id);
                 let table = reservoir_catalog::codes::CodeTable {
-                    name: name.unwrap_or_else(|| id.clone()),
+                    name: name
+                        .or_else(|| before.map(|t| t.table.name.clone()))
+                        .unwrap_or_else(|| id.clone()),
                     id: id.clone(),
-                    standard: standard.unwrap_or_default(),
+                    standard: standard
+                        .or_else(|| before.map(|t| t.table.standard.clone()))
+                        .unwrap_or_default(),
                     description: String::new(),
                     builtin: false,
                 };
@@ -644,11 +673,10 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
         Command::Elements { import, json } => {
             if let Some(file) = import {
                 let elements = read_elements(&file)?;
-                for e in &elements {
-                    catalog
-                        .put_element(e)
-                        .await
-                        .with_context(|| format!("{}: data element {}", file.display(), e.id))?;
+                for (line, e) in &elements {
+                    catalog.put_element(e).await.with_context(|| {
+                        format!("{} line {line}: data element {:?}", file.display(), e.id)
+                    })?;
                 }
                 println!("{} data elements from {}", elements.len(), file.display());
             } else {
@@ -680,12 +708,25 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
             json,
         } => {
             if let (Some(term), Some(definition)) = (&term, define) {
+                // Redefining a term keeps its synonyms and elements unless new ones are given.
+                let before = catalog
+                    .glossary(None)
+                    .await?
+                    .into_iter()
+                    .find(|t| t.term == *term);
+                let keep = |given: Vec<String>, old: Option<Vec<String>>| {
+                    if given.is_empty() {
+                        old.unwrap_or_default()
+                    } else {
+                        given
+                    }
+                };
                 catalog
                     .put_term(&reservoir_catalog::standards::Term {
                         term: term.clone(),
                         definition,
-                        synonyms: synonym,
-                        elements: element,
+                        synonyms: keep(synonym, before.as_ref().map(|t| t.synonyms.clone())),
+                        elements: keep(element, before.map(|t| t.elements)),
                     })
                     .await?;
                 println!("defined {term}");
@@ -826,7 +867,7 @@ fn print_import(r: &ImportReport, dry_run: bool) {
     }
     if r.warnings_total > r.warnings.len() as u64 {
         println!(
-            "  … {} more warnings (--json lists the first {})",
+            "  … {} more warnings (only the first {} are kept, in --json too)",
             r.warnings_total - r.warnings.len() as u64,
             r.warnings.len()
         );
@@ -874,7 +915,8 @@ fn read_code_values(path: &Path) -> Result<Vec<reservoir_catalog::codes::CodeVal
     let from = find(&["启用年份", "valid_from", "start_year"]);
     let to = find(&["停用年份", "valid_to", "end_year"]);
     let year = |row: &directory::SheetRow, col: Option<usize>| -> Result<Option<i32>> {
-        let Some(text) = col.and_then(|c| row.cells.get(c)).map(|t| t.trim()) else {
+        let Some(c) = col else { return Ok(None) };
+        let Some(text) = row.cells.get(c).map(|t| t.trim()) else {
             return Ok(None);
         };
         if text.is_empty() {
@@ -882,9 +924,10 @@ fn read_code_values(path: &Path) -> Result<Vec<reservoir_catalog::codes::CodeVal
         }
         text.parse().map(Some).map_err(|_| {
             anyhow::anyhow!(
-                "{} line {}: year {text:?} is not a number",
+                "{} line {} column {:?}: {text:?} is not a year",
                 path.display(),
-                row.line
+                row.line,
+                header.cells[c]
             )
         })
     };
@@ -906,11 +949,14 @@ fn read_code_values(path: &Path) -> Result<Vec<reservoir_catalog::codes::CodeVal
             valid_to: year(row, to)?,
         });
     }
+    if values.is_empty() {
+        bail!("{}: the file has a header but no codes", path.display());
+    }
     Ok(values)
 }
 
 /// Reads data elements from a sheet (see `catalog elements`).
-fn read_elements(path: &Path) -> Result<Vec<reservoir_catalog::standards::DataElement>> {
+fn read_elements(path: &Path) -> Result<Vec<(u64, reservoir_catalog::standards::DataElement)>> {
     use reservoir_catalog::standards::{DataElement, ElementType, representation};
     let sheet = reservoir_ingest::sheet::read_sheet(path, None)?;
     let mut rows = sheet
@@ -973,23 +1019,47 @@ fn read_elements(path: &Path) -> Result<Vec<reservoir_catalog::standards::DataEl
         let written = cell(format);
         let format = match representation(&written) {
             Some((re, n)) => {
-                max_length = max_length.or(Some(n));
+                if let Some(l) = max_length.filter(|l| *l != n) {
+                    return Err(at(
+                        "长度",
+                        &l.to_string(),
+                        &format!("the representation {written} says {n}"),
+                    ));
+                }
+                max_length = Some(n);
                 re.unwrap_or_default()
             }
             None => written,
         };
         let table = cell(code_table);
-        out.push(DataElement {
-            id: cell(Some(id)),
-            name: cell(Some(name)),
-            english_name: cell(english),
-            data_type,
-            max_length,
-            format,
-            code_table: (!table.is_empty()).then_some(table),
-            description: cell(description),
-            standard: cell(standard),
-        });
+        let element_id = cell(Some(id));
+        if element_id.is_empty() {
+            return Err(at("标识符", "", "every data element needs an identifier"));
+        }
+        if let Some((first, _)) = out
+            .iter()
+            .find(|(_, e): &&(u64, DataElement)| e.id == element_id)
+        {
+            return Err(at(
+                "标识符",
+                &element_id,
+                &format!("already given on line {first}"),
+            ));
+        }
+        out.push((
+            row.line,
+            DataElement {
+                id: element_id,
+                name: cell(Some(name)),
+                english_name: cell(english),
+                data_type,
+                max_length,
+                format,
+                code_table: (!table.is_empty()).then_some(table),
+                description: cell(description),
+                standard: cell(standard),
+            },
+        ));
     }
     Ok(out)
 }
@@ -1020,7 +1090,7 @@ fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<()>
     let mut w = csv::Writer::from_writer(out);
     w.write_record(header)?;
     for r in rows {
-        w.write_record(r)?;
+        w.write_record(r.iter().map(|c| directory::spreadsheet_safe(c)))?;
     }
     w.flush()?;
     Ok(())
@@ -1034,9 +1104,24 @@ fn write_xlsx(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<()
     for (c, h) in header.iter().enumerate() {
         sheet.write_string_with_format(0, c as u16, h, &bold)?;
     }
+    // Excel holds at most 32,767 characters in a cell.
+    const MAX_CELL: usize = 32_767;
     for (r, row) in rows.iter().enumerate() {
         for (c, v) in row.iter().enumerate() {
-            if !v.is_empty() {
+            if v.is_empty() {
+                continue;
+            }
+            if v.chars().count() > MAX_CELL {
+                let cut: String = v.chars().take(MAX_CELL - 1).collect();
+                eprintln!(
+                    "warning: row {} ({}), column {}: {} characters cut to Excel's limit of {MAX_CELL}",
+                    r + 2,
+                    row.get(1).map(String::as_str).unwrap_or_default(),
+                    header.get(c).map(String::as_str).unwrap_or_default(),
+                    v.chars().count()
+                );
+                sheet.write_string(r as u32 + 1, c as u16, format!("{cut}…"))?;
+            } else {
                 sheet.write_string(r as u32 + 1, c as u16, v)?;
             }
         }

@@ -38,12 +38,20 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     let lang: Lang = args.lang.parse()?;
     let format = match (&args.format, &args.out) {
         (Some(f), _) => f.to_ascii_lowercase(),
-        (None, Some(path)) => path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .filter(|e| ["html", "htm", "json", "csv"].contains(&e.as_str()))
-            .unwrap_or_else(|| "html".into()),
+        (None, Some(path)) => {
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_default();
+            if !["html", "htm", "json", "csv"].contains(&ext.as_str()) {
+                bail!(
+                    "{}: the extension picks the format; expected .html, .json or .csv (or give --format)",
+                    path.display()
+                );
+            }
+            ext
+        }
         (None, None) => "html".into(),
     };
     let catalog = &home.catalog;
