@@ -724,7 +724,95 @@ fn as_number(array: &ArrayRef) -> Result<Float64Array> {
         .unwrap_or_else(|| Float64Array::new_null(array.len())))
 }
 
-/// One pass over the table for every single-column rule; returns the rows read.
+/// What one batch's row rules found: per rule the rows checked, failed and noted, and every
+/// failing or noted row in order.
+struct BatchVerdicts {
+    rows: u64,
+    counts: Vec<(u64, u64, u64)>,
+    found: Vec<(usize, bool, FailedRow, Origin)>,
+}
+
+/// Judges one batch against every row rule (CPU work, no I/O).
+fn judge_batch(batch: &RecordBatch, rules: &RuleSet, today: NaiveDate) -> Result<BatchVerdicts> {
+    let check_ctx = Context {
+        divisions: Divisions::bundled(),
+        today,
+    };
+    let n = batch.num_rows();
+    let schema = batch.schema();
+    let index = |name: &str| schema.index_of(name).ok();
+    let texts: Vec<Option<StringArray>> = batch
+        .columns()
+        .iter()
+        .map(|c| as_text(c).map(Some))
+        .collect::<Result<_>>()?;
+    let key: Vec<usize> = if rules.key.is_empty() {
+        [meta::SOURCE_FILE, meta::SOURCE_ROW]
+            .iter()
+            .filter_map(|c| index(c))
+            .collect()
+    } else {
+        rules.key.iter().filter_map(|c| index(c)).collect()
+    };
+    let mut out = BatchVerdicts {
+        rows: n as u64,
+        counts: vec![(0, 0, 0); rules.rules.len()],
+        found: Vec::new(),
+    };
+    for (ri, rule) in rules.rules.iter().enumerate() {
+        if !rule.check.is_row_check() {
+            continue;
+        }
+        let col = rule.columns[0].as_str();
+        let Some(ci) = index(col) else { continue };
+        let values = texts[ci].as_ref();
+        let numbers = match rule.check {
+            Check::Range { .. } => Some(as_number(batch.column(ci))?),
+            _ => None,
+        };
+        out.counts[ri].0 += n as u64;
+        if matches!(rule.check, Check::Date(_))
+            && matches!(
+                batch.column(ci).data_type(),
+                DataType::Date32 | DataType::Date64
+            )
+        {
+            continue; // valid by its type
+        }
+        for r in 0..n {
+            let value = values.filter(|a| !a.is_null(r)).map(|a| a.value(r));
+            let number = numbers
+                .as_ref()
+                .filter(|a| !a.is_null(r))
+                .map(|a| a.value(r));
+            let (note, reason) = match rule.check_value(value, number, &check_ctx) {
+                None => continue,
+                Some(Finding::Note(notes)) => (true, notes.join("; ")),
+                Some(Finding::Fail(reason)) => (false, reason),
+            };
+            if note {
+                out.counts[ri].2 += 1;
+            } else {
+                out.counts[ri].1 += 1;
+            }
+            out.found.push((
+                ri,
+                note,
+                FailedRow {
+                    key: key_text(batch, &texts, &key, r),
+                    column: col.to_string(),
+                    value: value.map(str::to_string),
+                    reason,
+                },
+                origin(batch, &texts, r),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// One pass over the table for every single-column rule; returns the rows read. Batches are
+/// judged on blocking threads, one per core at a time, and their findings taken in scan order.
 async fn row_rules(
     ctx: &SessionContext,
     select: &str,
@@ -733,85 +821,41 @@ async fn row_rules(
     results: &mut [RuleResult],
     failures: &mut Failures,
 ) -> Result<u64> {
-    let check_ctx = Context {
-        divisions: Divisions::bundled(),
-        today,
-    };
-    let mut stream = ctx
+    let stream = ctx
         .sql(&format!("SELECT {select} FROM t"))
         .await?
         .execute_stream()
         .await?;
+    let shared = Arc::new(rules.clone());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut judged = stream
+        .map_err(Error::from)
+        .map_ok(|batch| {
+            let rules = shared.clone();
+            async move {
+                tokio::task::spawn_blocking(move || judge_batch(&batch, &rules, today))
+                    .await
+                    .map_err(|e| Error::Rules {
+                        path: "rules".into(),
+                        message: format!("a check thread failed: {e}"),
+                    })?
+            }
+        })
+        .try_buffered(workers);
     let mut rows = 0u64;
-    while let Some(batch) = stream.try_next().await? {
-        let n = batch.num_rows();
-        rows += n as u64;
-        let schema = batch.schema();
-        let index = |name: &str| schema.index_of(name).ok();
-        let texts: Vec<Option<StringArray>> = batch
-            .columns()
-            .iter()
-            .map(|c| as_text(c).map(Some))
-            .collect::<Result<_>>()?;
-        let key: Vec<usize> = if rules.key.is_empty() {
-            [meta::SOURCE_FILE, meta::SOURCE_ROW]
-                .iter()
-                .filter_map(|c| index(c))
-                .collect()
-        } else {
-            rules.key.iter().filter_map(|c| index(c)).collect()
-        };
-        let origin_of = |r: usize| origin(&batch, &texts, r);
-        for (ri, rule) in rules.rules.iter().enumerate() {
-            if !rule.check.is_row_check() {
-                continue;
+    while let Some(verdicts) = judged.try_next().await? {
+        rows += verdicts.rows;
+        for (ri, (checked, failed, noted)) in verdicts.counts.into_iter().enumerate() {
+            let r = &mut results[ri];
+            r.checked += checked;
+            r.failed += failed;
+            r.noted += noted;
+        }
+        for (ri, note, row, origin) in verdicts.found {
+            if !note && results[ri].examples.len() < EXAMPLES {
+                results[ri].examples.push(row.clone());
             }
-            let col = rule.columns[0].as_str();
-            let Some(ci) = index(col) else { continue };
-            let values = texts[ci].as_ref();
-            let numbers = match rule.check {
-                Check::Range { .. } => Some(as_number(batch.column(ci))?),
-                _ => None,
-            };
-            results[ri].checked += n as u64;
-            if matches!(rule.check, Check::Date(_))
-                && matches!(
-                    batch.column(ci).data_type(),
-                    DataType::Date32 | DataType::Date64
-                )
-            {
-                continue; // valid by its type
-            }
-            for r in 0..n {
-                let value = values.filter(|a| !a.is_null(r)).map(|a| a.value(r));
-                let number = numbers
-                    .as_ref()
-                    .filter(|a| !a.is_null(r))
-                    .map(|a| a.value(r));
-                let (note, reason) = match rule.check_value(value, number, &check_ctx) {
-                    None => continue,
-                    Some(Finding::Note(notes)) => (true, notes.join("; ")),
-                    Some(Finding::Fail(reason)) => (false, reason),
-                };
-                let failed = FailedRow {
-                    key: key_text(&batch, &texts, &key, r),
-                    column: col.to_string(),
-                    value: value.map(str::to_string),
-                    reason,
-                };
-                let result = &mut results[ri];
-                if note {
-                    result.noted += 1;
-                } else {
-                    result.failed += 1;
-                    if result.examples.len() < EXAMPLES {
-                        result.examples.push(failed.clone());
-                    }
-                }
-                failures
-                    .push(&rules.rules, ri, note, failed, origin_of(r))
-                    .await?;
-            }
+            failures.push(&rules.rules, ri, note, row, origin).await?;
         }
     }
     Ok(rows)
