@@ -245,8 +245,29 @@ pub struct OperationReport {
     pub quality: QualitySummary,
     pub lines: Vec<DatasetLine>,
     pub ranking: Vec<UnitRank>,
+    /// Requests for the unit's data and what was served of it, in the month.
+    pub sharing: SharingTally,
     /// Sections the platform cannot fill yet, with why.
     pub not_yet: Vec<String>,
+}
+
+/// Sharing of a unit's datasets in a month (from the request, grant and usage tables).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SharingTally {
+    /// Requests filed for the unit's datasets in the month.
+    pub requests: u64,
+    pub approved: u64,
+    pub rejected: u64,
+    /// Still waiting for a decision at the end of the month.
+    pub pending: u64,
+    /// Grants on the unit's datasets in force at some time in the month.
+    pub active_grants: u64,
+    /// Reads served from the unit's datasets (API, SQL) and the rows and bytes they returned.
+    pub reads_served: u64,
+    pub rows_served: u64,
+    pub bytes_served: u64,
+    /// Distinct principals served.
+    pub consumers: u64,
 }
 
 /// The figures of one unit, for its report and the ranking.
@@ -380,6 +401,7 @@ impl Catalog {
             r.rank = i as u64 + 1;
         }
         let f = figures(unit_id);
+        let sharing = self.sharing_tally(unit_id, month, &end_text).await?;
         Ok(OperationReport {
             unit,
             month: month.to_string(),
@@ -392,10 +414,63 @@ impl Catalog {
             quality: f.quality,
             lines: f.lines,
             ranking,
+            sharing,
             not_yet: vec![
-                "共享申请与服务次数 (requests served): 共享审批功能上线后统计 — counted once sharing (requests and grants) exists".into(),
                 "数据异议 (objections): 异议处理功能上线后统计 — counted once data objections exist".into(),
             ],
+        })
+    }
+
+    /// Requests, grants and usage of `unit_id`'s datasets in `month`.
+    async fn sharing_tally(&self, unit_id: &str, month: Month, end: &str) -> Result<SharingTally> {
+        use sqlx::Row;
+        let start = format_ts(month.start());
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n,
+                 CAST(COALESCE(SUM(CASE WHEN r.status = 'approved' THEN 1 ELSE 0 END), 0) AS BIGINT) AS approved,
+                 CAST(COALESCE(SUM(CASE WHEN r.status = 'rejected' THEN 1 ELSE 0 END), 0) AS BIGINT) AS rejected,
+                 CAST(COALESCE(SUM(CASE WHEN r.status = 'pending' OR r.decided_at >= $3 THEN 1 ELSE 0 END), 0) AS BIGINT) AS pending
+             FROM access_requests r JOIN datasets d ON d.id = r.dataset_id
+             WHERE d.unit_id = $1 AND r.created_at >= $2 AND r.created_at < $3",
+        )
+        .bind(unit_id)
+        .bind(&start)
+        .bind(end)
+        .fetch_one(self.pool())
+        .await?;
+        let grants = sqlx::query(
+            "SELECT COUNT(*) FROM grants g JOIN datasets d ON d.id = g.dataset_id
+             WHERE d.unit_id = $1 AND g.starts_at < $3 AND g.expires_at >= $2
+               AND (g.revoked_at IS NULL OR g.revoked_at >= $2)",
+        )
+        .bind(unit_id)
+        .bind(&start)
+        .bind(end)
+        .fetch_one(self.pool())
+        .await?;
+        let (first_day, last_day) = (start[..10].to_string(), end[..10].to_string());
+        let usage = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(u.requests), 0) AS BIGINT), CAST(COALESCE(SUM(u.rows_served), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(u.bytes_served), 0) AS BIGINT), COUNT(DISTINCT u.principal)
+             FROM usage_daily u JOIN datasets d ON d.id = u.dataset_id
+             WHERE d.unit_id = $1 AND u.day >= $2 AND u.day < $3",
+        )
+        .bind(unit_id)
+        .bind(first_day)
+        .bind(last_day)
+        .fetch_one(self.pool())
+        .await?;
+        let n = |v: i64| v.max(0) as u64;
+        Ok(SharingTally {
+            requests: n(row.try_get("n")?),
+            approved: n(row.try_get("approved")?),
+            rejected: n(row.try_get("rejected")?),
+            pending: n(row.try_get("pending")?),
+            active_grants: n(grants.try_get(0)?),
+            reads_served: n(usage.try_get(0)?),
+            rows_served: n(usage.try_get(1)?),
+            bytes_served: n(usage.try_get(2)?),
+            consumers: n(usage.try_get(3)?),
         })
     }
 }
@@ -1077,11 +1152,38 @@ pub fn render_html(r: &OperationReport, lang: Lang) -> String {
         );
     }
     h.push_str("</table></section>");
+
+    // Sharing
+    let sh = &r.sharing;
+    let _ = write!(
+        h,
+        "<section><h2>{}</h2><table>\
+         <tr><th>{}</th><td class=\"n\">{}</td><th>{}</th><td class=\"n\">{}</td><th>{}</th><td class=\"n\">{}</td><th>{}</th><td class=\"n\">{}</td></tr>\
+         <tr><th>{}</th><td class=\"n\">{}</td><th>{}</th><td class=\"n\">{}</td><th>{}</th><td class=\"n\">{}</td><th>{}</th><td class=\"n\">{}</td></tr>\
+         </table></section>",
+        t(lang, "六、数据共享与服务", "6. Sharing and service"),
+        t(lang, "收到申请", "Requests"),
+        sh.requests,
+        t(lang, "已批准", "Approved"),
+        sh.approved,
+        t(lang, "已驳回", "Rejected"),
+        sh.rejected,
+        t(lang, "待审批", "Pending"),
+        sh.pending,
+        t(lang, "有效授权", "Grants in force"),
+        sh.active_grants,
+        t(lang, "服务次数", "Reads served"),
+        sh.reads_served,
+        t(lang, "服务行数", "Rows served"),
+        sh.rows_served,
+        t(lang, "使用方", "Consumers"),
+        sh.consumers,
+    );
     if !r.not_yet.is_empty() {
         let _ = write!(
             h,
             "<section><h2>{}</h2><ul>",
-            t(lang, "六、待统计", "6. Not yet counted")
+            t(lang, "七、待统计", "7. Not yet counted")
         );
         for n in &r.not_yet {
             let _ = write!(h, "<li class=\"muted\">{}</li>", esc(n));

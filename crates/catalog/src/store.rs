@@ -126,8 +126,9 @@ impl Catalog {
         Ok(Self { pool, backend })
     }
 
-    /// The connection pool, for the catalog's other modules.
-    pub(crate) fn pool(&self) -> &AnyPool {
+    /// The connection pool, for the catalog's other modules and for the access crate, which keeps
+    /// its tables (migrated here) in the same database.
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 

@@ -7,13 +7,18 @@
 //! ```
 //!
 //! Tables are named `layer.unit.dataset`; `unit.dataset` means the raw layer. Quoted identifiers
-//! work for any name (`raw."民政"."村居"`). The policy engine of the sharing work will sit in
-//! this crate, in front of every table scan.
+//! work for any name (`raw."民政"."村居"`).
+//!
+//! A session is built for one principal's [`Visibility`]: tables it may not see are not in the
+//! session at all (they "do not exist"), and tables it sees through a grant are scanned by the
+//! policy engine ([`policy`]), which applies the grant's row filter and column masks before any
+//! expression of the query. The local CLI and operators see everything ([`QueryEngine::new`]).
 
 mod error;
 pub mod output;
+pub mod policy;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -26,6 +31,8 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use reservoir_access::mask::MaskKey;
+use reservoir_access::{TableAccess, Visibility};
 use reservoir_catalog::{Catalog, DatasetFilter};
 use reservoir_lake::{Lake, Layer, TableRef};
 
@@ -38,8 +45,21 @@ pub struct QueryEngine {
 }
 
 impl QueryEngine {
-    /// Builds a session that sees every dataset in the catalog (and each one's quarantine table).
+    /// Builds a session that sees every dataset in the catalog (and each one's quarantine table),
+    /// unmasked: for the local CLI and operators.
     pub async fn new(lake: &Lake, catalog: &Catalog) -> Result<Self> {
+        Self::for_visibility(lake, catalog, &Visibility::everything(), None).await
+    }
+
+    /// Builds a session that sees what `visibility` allows: fully visible datasets as stored
+    /// (with their quarantine and quality tables), granted ones through the policy engine, the
+    /// rest not at all. `key` computes keyed-hash masks (without it they redact).
+    pub async fn for_visibility(
+        lake: &Lake,
+        catalog: &Catalog,
+        visibility: &Visibility,
+        key: Option<Arc<MaskKey>>,
+    ) -> Result<Self> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(Layer::Raw.as_str(), "public");
@@ -51,8 +71,9 @@ impl QueryEngine {
             .build();
         let ctx = SessionContext::new_with_state(state);
 
-        // layer → unit → table names
-        let mut layout: BTreeMap<Layer, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+        // layer → unit → table name → how it is seen
+        let mut layout: BTreeMap<Layer, BTreeMap<String, BTreeMap<String, TableAccess>>> =
+            BTreeMap::new();
         for layer in Layer::ALL {
             layout.entry(layer).or_default();
         }
@@ -60,20 +81,25 @@ impl QueryEngine {
             let Ok(layer) = d.layer.parse::<Layer>() else {
                 continue;
             };
+            let Some(access) = visibility.table(&d) else {
+                continue;
+            };
+            let full = access == TableAccess::Full;
             layout
                 .entry(layer)
                 .or_default()
                 .entry(d.unit_id.clone())
                 .or_default()
-                .insert(d.name.clone());
-            if layer == Layer::Raw {
+                .insert(d.name.clone(), access);
+            // Quarantine and quality tables hold raw values: only with full access.
+            if layer == Layer::Raw && full {
                 for derived in [Layer::Quarantine, Layer::Quality] {
                     layout
                         .entry(derived)
                         .or_default()
                         .entry(d.unit_id.clone())
                         .or_default()
-                        .insert(d.name.clone());
+                        .insert(d.name.clone(), TableAccess::Full);
                 }
             }
         }
@@ -87,6 +113,7 @@ impl QueryEngine {
                         unit: unit.clone(),
                         tables,
                         runtime: runtime.clone(),
+                        key: key.clone(),
                     };
                     (unit, Arc::new(schema) as Arc<dyn SchemaProvider>)
                 })
@@ -115,6 +142,19 @@ impl QueryEngine {
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         Ok(self.sql(sql).await?.collect().await?)
     }
+}
+
+/// Checks a grant's row filter against the raw table `unit.name`: it must parse, name only the
+/// table's columns and be a condition. Approvals call this before provisioning a grant.
+pub async fn validate_row_filter(lake: &Lake, unit: &str, name: &str, sql: &str) -> Result<()> {
+    let table = TableRef::new(Layer::Raw, unit, name);
+    let Some(schema) = lake.arrow_schema(&table).await? else {
+        return Err(Error::Plan(format!(
+            "{unit}.{name} has no data yet; a row filter is checked against its columns"
+        )));
+    };
+    policy::parse_row_filter(&format!("{unit}.{name}"), sql, &schema)?;
+    Ok(())
 }
 
 /// Refuses anything but queries before planning, with a message that names the statement.
@@ -168,8 +208,9 @@ struct UnitSchema {
     lake: Lake,
     layer: Layer,
     unit: String,
-    tables: BTreeSet<String>,
+    tables: BTreeMap<String, TableAccess>,
     runtime: Arc<RuntimeEnv>,
+    key: Option<Arc<MaskKey>>,
 }
 
 impl std::fmt::Debug for UnitSchema {
@@ -184,13 +225,13 @@ impl std::fmt::Debug for UnitSchema {
 #[async_trait]
 impl SchemaProvider for UnitSchema {
     fn table_names(&self) -> Vec<String> {
-        self.tables.iter().cloned().collect()
+        self.tables.keys().cloned().collect()
     }
 
     async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
-        if !self.tables.contains(name) {
+        let Some(access) = self.tables.get(name) else {
             return Ok(None);
-        }
+        };
         let table = TableRef::new(self.layer, &self.unit, name);
         let external = |e: reservoir_lake::Error| DataFusionError::External(Box::new(e));
         let Some(delta) = self.lake.open(&table).await.map_err(external)? else {
@@ -206,10 +247,35 @@ impl SchemaProvider for UnitSchema {
         let provider = reservoir_lake::table_provider(&delta)
             .await
             .map_err(external)?;
-        Ok(Some(provider))
+        match access {
+            TableAccess::Full => Ok(Some(provider)),
+            TableAccess::Granted {
+                columns,
+                row_filter,
+                ..
+            } => {
+                let label = format!("{}.{}", self.unit, name);
+                let table = policy::PolicyTable::new(
+                    label.clone(),
+                    provider,
+                    columns,
+                    row_filter.as_deref(),
+                    self.key.clone(),
+                )
+                .map_err(|e| {
+                    // The details name raw columns the principal may not see: log them only.
+                    tracing::error!("grant on {label} cannot be applied: {e}");
+                    DataFusionError::Plan(format!(
+                        "the grant on {label} no longer fits the table (its row filter or columns \
+                         changed); ask the dataset's steward to renew it"
+                    ))
+                })?;
+                Ok(Some(Arc::new(table)))
+            }
+        }
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.tables.contains(name)
+        self.tables.contains_key(name)
     }
 }

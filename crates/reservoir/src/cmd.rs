@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod access;
 pub mod catalog;
 pub mod check;
 pub mod collect;

@@ -75,6 +75,8 @@ pub struct ServerSection {
     pub query_row_limit: usize,
     /// Longest a SQL query may run through the API, in seconds.
     pub query_timeout_secs: u64,
+    /// Mark login cookies Secure (HTTPS only; browsers make an exception for localhost).
+    pub secure_cookies: bool,
 }
 
 impl Default for ServerSection {
@@ -84,6 +86,7 @@ impl Default for ServerSection {
             max_upload_mb: 512,
             query_row_limit: 10_000,
             query_timeout_secs: 60,
+            secure_cookies: true,
         }
     }
 }
@@ -146,6 +149,9 @@ max_upload_mb = 512
 # Most rows and longest time (seconds) of a SQL query through the API.
 query_row_limit = 10000
 query_timeout_secs = 60
+# Login cookies are Secure: sent over HTTPS only (and to http://localhost). Set false only for
+# plain HTTP on a trusted network.
+secure_cookies = true
 
 [scheduler]
 # reservoir serve collects every source in sources/ that has a `schedule` (cron, e.g.
@@ -217,6 +223,7 @@ impl Config {
             rules_dir: None,
             infer_rows: self.ingest.infer_rows,
             batch_rows: self.ingest.batch_rows,
+            secure_cookies: self.server.secure_cookies,
         })
     }
 

@@ -97,6 +97,45 @@ impl Home {
         )
     }
 
+    /// The accounts, grants and audit log (kept in the catalog database).
+    pub fn access(&self) -> reservoir_access::Access {
+        reservoir_access::Access::new(self.catalog.clone())
+    }
+
+    /// The secret of keyed-hash masks, created on first use.
+    pub fn mask_key(&self) -> Result<std::sync::Arc<reservoir_access::mask::MaskKey>> {
+        let path = self.root.join("keys").join("masking.key");
+        let key = reservoir_access::mask::MaskKey::load_or_create(&path)
+            .with_context(|| format!("opening the masking key {}", path.display()))?;
+        Ok(std::sync::Arc::new(key))
+    }
+
+    /// Creates the first operator, `admin`, with a random password that must be changed at the
+    /// first login, unless an operator exists. Returns the login and password to show once.
+    pub async fn ensure_operator(&self) -> Result<Option<(String, String)>> {
+        let access = self.access();
+        if access.has_operator().await? {
+            return Ok(None);
+        }
+        let password = reservoir_access::secret::random_password();
+        access
+            .create_user(&reservoir_access::NewUser {
+                id: "admin".into(),
+                display_name: "平台运维管理员".into(),
+                role: reservoir_access::Role::Operator,
+                unit_id: None,
+                password: password.clone(),
+                must_change: true,
+            })
+            .await
+            .context("creating the first operator account")?;
+        let mut event = reservoir_access::AuditEvent::new("local", "user.create", "admin");
+        event.client = "cli".into();
+        event.detail = r#"{"role":"operator","first":true}"#.into();
+        access.audit(event).await?;
+        Ok(Some(("admin".into(), password)))
+    }
+
     /// The folder of declarative source definitions.
     pub fn sources_dir(&self) -> PathBuf {
         self.root.join("sources")

@@ -56,6 +56,23 @@ enum Command {
     /// Signed delivery receipts: show a run's, verify one.
     #[command(subcommand)]
     Receipt(cmd::receipt::Command),
+    /// Accounts: add, list, change roles, disable, reset passwords.
+    #[command(subcommand)]
+    User(cmd::access::UserCommand),
+    /// API tokens: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Token(cmd::access::TokenCommand),
+    /// Grants of dataset access: create, list, revoke.
+    #[command(subcommand)]
+    Grant(cmd::access::GrantCommand),
+    /// Data requests: list, approve (provisions the grant), reject.
+    #[command(subcommand)]
+    Request(cmd::access::RequestCommand),
+    /// The hash-chained audit log: verify it, list and export entries.
+    #[command(subcommand)]
+    Audit(cmd::access::AuditCommand),
+    /// Rows and bytes served per principal, dataset and day.
+    Usage(cmd::access::UsageArgs),
 }
 
 fn main() -> ExitCode {
@@ -113,6 +130,12 @@ fn main() -> ExitCode {
             Command::Check(args) => cmd::check::run(home, args).await,
             Command::Report(args) => cmd::report::run(home, args).await,
             Command::Synth(args) => cmd::synth::run(home, args).await,
+            Command::User(c) => cmd::access::user(home, c).await,
+            Command::Token(c) => cmd::access::token(home, c).await,
+            Command::Grant(c) => cmd::access::grant(home, c).await,
+            Command::Request(c) => cmd::access::request(home, c).await,
+            Command::Audit(c) => cmd::access::audit(home, c).await,
+            Command::Usage(args) => cmd::access::usage(home, args).await,
         }
     });
     match result {

@@ -262,6 +262,21 @@ fn collect_files_sources_and_errors() {
     assert!(err.contains("not a Reservoir home"), "{err}");
 }
 
+/// An API token of the home's first operator, from the CLI.
+fn operator_token(home: &Path) -> String {
+    let out = ok(&Command::new(env!("CARGO_BIN_EXE_reservoir"))
+        .arg("--home")
+        .arg(home)
+        .args(["token", "create", "--user", "admin", "--days", "1"])
+        .output()
+        .unwrap());
+    out.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("rsv_"))
+        .unwrap_or_else(|| panic!("no token in {out}"))
+        .to_string()
+}
+
 /// `reservoir serve` on a new home answers health checks and the API, and stops on SIGTERM.
 #[test]
 fn serve_answers_and_stops_gracefully() {
@@ -287,21 +302,30 @@ fn serve_answers_and_stops_gracefully() {
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
         .trim_end_matches('/')
         .to_string();
-    let get = |path: &str| {
+    let token = operator_token(&home);
+    let request = |path: &str, auth: bool| {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let header = if auth {
+            format!("Authorization: Bearer {token}\r\n")
+        } else {
+            String::new()
+        };
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{header}Connection: close\r\n\r\n"
         )
         .unwrap();
         let mut resp = String::new();
         s.read_to_string(&mut resp).unwrap();
         resp
     };
-    let health = get("/healthz");
+    let health = request("/healthz", false);
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.ends_with(r#"{"status":"ok"}"#), "{health}");
-    let datasets = get("/api/v1/datasets");
+    // The API needs a login; the operator's token opens it.
+    let refused = request("/api/v1/datasets", false);
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let datasets = request("/api/v1/datasets", true);
     assert!(datasets.contains(r#""total":0"#), "{datasets}");
 
     assert!(
@@ -441,11 +465,12 @@ fn serve_runs_scheduled_sources_and_raises_alerts() {
         .unwrap()
         .trim_end_matches('/')
         .to_string();
+    let token = operator_token(&home);
     let get = |path: &str| {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut resp = String::new();
@@ -1804,4 +1829,195 @@ fn blocking_rules_move_failing_rows_to_quarantine() {
     .unwrap();
     let err = fails(&reservoir(&home, &["check", "gongan.people"]));
     assert!(err.contains("no failing rows to block"), "{err}");
+}
+
+/// Accounts, grants, tokens and the audit chain from the command line: init prints the first
+/// operator once; `sql --as` shows what a grant shows; `audit verify` catches an edited entry.
+#[test]
+fn accounts_grants_tokens_and_the_audit_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let out = ok(&reservoir(home, &["init"]));
+    assert!(out.contains("login admin   password "), "{out}");
+    // Only the first init creates it.
+    let again = ok(&reservoir(home, &["init"]));
+    assert!(!again.contains("password"), "{again}");
+
+    let people = home.join("people.csv");
+    std::fs::write(
+        &people,
+        "name,id_card,street,secret\n\
+         张三丰,110101199003071234,方松街道,机密甲\n\
+         王小明,310227197001011235,方松街道,机密乙\n\
+         李四光,320102198001011239,岳阳街道,机密丙\n",
+    )
+    .unwrap();
+    let p = people.to_str().unwrap();
+    ok(&reservoir(
+        home,
+        &["collect", "--unit", "minzheng", "--dataset", "people", p],
+    ));
+    ok(&reservoir(
+        home,
+        &["collect", "--unit", "weijian", "--dataset", "doses", p],
+    ));
+
+    let out = ok(&reservoir(
+        home,
+        &[
+            "user", "add", "mz", "--role", "steward", "--unit", "minzheng",
+        ],
+    ));
+    assert!(
+        out.contains("created mz (steward of minzheng)") && out.contains("password "),
+        "{out}"
+    );
+    let out = ok(&reservoir(
+        home,
+        &[
+            "user", "add", "analyst", "--role", "consumer", "--unit", "weijian",
+        ],
+    ));
+    assert!(out.contains("shown once"), "{out}");
+    let err = reservoir(home, &["user", "add", "x1", "--role", "consumer"]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("belongs to a unit"));
+    let err = reservoir(home, &["user", "add", "x2", "--role", "boss"]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("expected operator, steward"));
+    let list = ok(&reservoir(home, &["user", "list"]));
+    assert!(
+        list.contains("analyst") && list.contains("consumer") && list.contains("weijian"),
+        "{list}"
+    );
+
+    let out = ok(&reservoir(
+        home,
+        &[
+            "grant",
+            "create",
+            "--user",
+            "analyst",
+            "--dataset",
+            "minzheng.people",
+            "--columns",
+            "name:keep:1/0,id_card:hash,street",
+            "--row-filter",
+            "street = '方松街道'",
+            "--purpose",
+            "疫苗接种覆盖率",
+            "--until",
+            "2099-12-31",
+        ],
+    ));
+    assert!(
+        out.contains("grant 1") && out.contains("name [keep:1,0]"),
+        "{out}"
+    );
+    assert!(out.contains("rows where  street = '方松街道'"), "{out}");
+    let err = reservoir(
+        home,
+        &[
+            "grant",
+            "create",
+            "--user",
+            "analyst",
+            "--dataset",
+            "minzheng.people",
+            "--columns",
+            "name",
+            "--row-filter",
+            "nope = 1",
+            "--purpose",
+            "x",
+            "--until",
+            "2099-12-31",
+        ],
+    );
+    assert!(!err.status.success());
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("nope"),
+        "{err:?}"
+    );
+
+    // What the consumer sees: masked, filtered, no ungranted column.
+    let seen = ok(&reservoir(
+        home,
+        &[
+            "sql",
+            "--as",
+            "analyst",
+            "-f",
+            "csv",
+            "SELECT * FROM minzheng.people ORDER BY street",
+        ],
+    ));
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines[0], "name,id_card,street", "{seen}");
+    assert_eq!(lines.len(), 3, "{seen}");
+    for secret in ["张三丰", "110101199003071234", "李四光", "机密", "岳阳街道"] {
+        assert!(!seen.contains(secret), "{secret} in {seen}");
+    }
+    assert!(seen.contains("张**,") && seen.contains("王**,"), "{seen}");
+    let err = reservoir(
+        home,
+        &[
+            "sql",
+            "--as",
+            "analyst",
+            "SELECT secret FROM minzheng.people",
+        ],
+    );
+    assert!(!err.status.success());
+    let err = reservoir(
+        home,
+        &["sql", "--as", "analyst", "SELECT * FROM weijian.doses"],
+    );
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("not found"),
+        "{err:?}"
+    );
+
+    let out = ok(&reservoir(
+        home,
+        &[
+            "token", "create", "--user", "analyst", "--grant", "1", "--days", "7",
+        ],
+    ));
+    assert!(
+        out.contains("(grant 1 only)") && out.contains("rsv_"),
+        "{out}"
+    );
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    let list = ok(&reservoir(home, &["token", "list"]));
+    assert!(list.contains(&id) && list.contains("active"), "{list}");
+    ok(&reservoir(home, &["token", "revoke", &id]));
+    let list = ok(&reservoir(home, &["token", "list"]));
+    assert!(list.contains("revoked"), "{list}");
+
+    let audit = ok(&reservoir(home, &["audit", "list", "--action", "grant."]));
+    assert!(audit.contains("grant.create"), "{audit}");
+    let csv = ok(&reservoir(home, &["audit", "list", "--csv"]));
+    assert!(csv.starts_with("seq,at,actor,action"), "{csv}");
+    assert!(csv.contains("sql.query"), "{csv}");
+    let verify = ok(&reservoir(home, &["audit", "verify"]));
+    assert!(verify.contains("audit log intact"), "{verify}");
+
+    // Someone edits the log in the database directly: verify names the entry.
+    let db = home.join("catalog.db");
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3; c = sqlite3.connect({:?}); c.execute(\"UPDATE audit_log SET actor = 'nobody' WHERE seq = 3\"); c.commit()",
+            db.to_str().unwrap()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let broken = reservoir(home, &["audit", "verify"]);
+    assert!(!broken.status.success());
+    let text = String::from_utf8_lossy(&broken.stdout);
+    assert!(
+        text.contains("broken at entry 3") && text.contains("edited"),
+        "{text}"
+    );
 }

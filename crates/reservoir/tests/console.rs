@@ -16,6 +16,8 @@ use reservoir_testkit::workspace_root;
 struct Server {
     child: Child,
     url: String,
+    /// The first operator's password, as `reservoir demo` printed it.
+    admin_password: Option<String>,
 }
 
 impl Drop for Server {
@@ -38,18 +40,29 @@ fn start(args: &[&std::ffi::OsStr]) -> Server {
         .expect("start reservoir");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
+    let mut admin_password = None;
     let url = loop {
         let line = lines
             .next()
             .expect("reservoir exited before printing the console URL")
             .expect("read stdout");
+        if let Some(rest) = line.trim().strip_prefix("login admin") {
+            admin_password = rest
+                .trim()
+                .strip_prefix("password ")
+                .map(|p| p.trim().to_string());
+        }
         if let Some(rest) = line.strip_prefix("Reservoir console: ") {
             break rest.trim().trim_end_matches('/').to_string();
         }
     };
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Server { child, url }
+    Server {
+        child,
+        url,
+        admin_password,
+    }
 }
 
 fn python(script: &str, args: &[&str]) {
@@ -77,7 +90,14 @@ fn console_in_chromium_and_openapi_conformance() {
         home.as_os_str(),
     ]);
     let shots: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
-    python("console.py", &[&server.url, shots.to_str().unwrap()]);
+    let password = server
+        .admin_password
+        .clone()
+        .expect("reservoir demo prints the first operator's password");
+    python(
+        "console.py",
+        &[&server.url, shots.to_str().unwrap(), &password],
+    );
     for page in [
         "01-home",
         "03-catalog-search",
@@ -86,11 +106,42 @@ fn console_in_chromium_and_openapi_conformance() {
         "06-upload",
         "07-quarantine",
         "08-report",
+        "09-request",
+        "10-approve",
+        "11-masked",
+        "12-audit",
     ] {
         assert!(
             shots.join(format!("{page}.png")).exists(),
             "screenshot {page} missing"
         );
     }
-    python("openapi.py", &[&server.url]);
+    // Schemathesis calls every operation as an operator, with a token from the CLI.
+    let out = Command::new(env!("CARGO_BIN_EXE_reservoir"))
+        .args(["--home".as_ref(), home.as_os_str()])
+        .args([
+            "token",
+            "create",
+            "--user",
+            "admin",
+            "--days",
+            "1",
+            "--name",
+            "schemathesis",
+        ])
+        .output()
+        .expect("run reservoir token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("rsv_"))
+        .expect("the token in the output")
+        .to_string();
+    python("openapi.py", &[&server.url, &token]);
 }

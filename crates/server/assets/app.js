@@ -46,6 +46,23 @@ const I18N = {
     'layer.raw': '贴源层', 'layer.std': '标准层', 'layer.base': '基础库', 'layer.theme': '主题库', 'layer.topic': '专题库',
     'layer.open': '开放层', 'layer.quarantine': '隔离区',
     'err.load': '加载失败：', loading: '加载中…', 'null': '空',
+    'nav.requests': '数据申请', 'nav.audit': '审计日志',
+    'login.title': '登录', 'login.login': '账号', 'login.password': '密码', 'login.submit': '登录', 'login.out': '退出',
+    'login.hint': '首个运维账号的密码在 reservoir init / demo 时打印一次。',
+    'pw.title': '设置新密码', 'pw.hint': '首次登录须更换密码：至少 10 个字符，包含字母、数字、符号中的两类。',
+    'pw.current': '当前密码', 'pw.new': '新密码', 'pw.submit': '保存并重新登录',
+    'role.operator': '运维管理员', 'role.steward': '数据管理员', 'role.consumer': '数据使用方', 'role.auditor': '审计员', 'role.public': '公众',
+    'req.title': '数据申请', 'req.mine': '我的申请', 'req.toDecide': '待我审批', 'req.none': '暂无申请。',
+    'req.dataset': '数据集', 'req.columns': '字段', 'req.purpose': '用途', 'req.period': '使用期限', 'req.volume': '数据量（行）',
+    'req.status': '状态', 'req.requester': '申请人', 'req.reason': '审批意见', 'req.grant': '授权',
+    'req.pending': '待审批', 'req.approved': '已批准', 'req.rejected': '已驳回', 'req.withdrawn': '已撤回',
+    'req.ask': '申请使用', 'req.askTitle': '申请使用该数据集', 'req.submit': '提交申请', 'req.sent': '申请已提交，等待 {unit} 审批。',
+    'req.approve': '批准', 'req.reject': '驳回', 'req.withdraw': '撤回', 'req.rowFilter': '行过滤条件（SQL，可选）',
+    'req.mask': '脱敏方式', 'req.until': '截止日期', 'req.note': '审批意见', 'req.rejectReason': '驳回理由', 'req.noAccess': '您尚无该数据集的使用授权。',
+    'mask.default': '默认（按个人信息类型与敏感级别）', 'mask.none': '不脱敏', 'mask.redact': '遮盖', 'mask.keep': '保留首尾', 'mask.hash': '加密哈希', 'mask.year': '仅年份', 'mask.street': '到街道', 'mask.null': '置空',
+    'aud.title': '审计日志', 'aud.verify': '校验哈希链', 'aud.ok': '哈希链完整：{n} 条记录。', 'aud.broken': '哈希链在第 {seq} 条断裂：{problem}',
+    'aud.export': '导出 CSV', 'aud.actor': '操作人', 'aud.action': '操作', 'aud.target': '对象', 'aud.rows': '行数', 'aud.client': '客户端',
+    'aud.outcome': '结果', 'aud.filter': '筛选', 'aud.time': '时间',
   },
   en: {
     brand: 'Public Data Platform', footer: 'Reservoir · collect, catalog, inspect and share public data',
@@ -90,6 +107,23 @@ const I18N = {
     'layer.raw': 'raw', 'layer.std': 'standardized', 'layer.base': 'base', 'layer.theme': 'theme', 'layer.topic': 'topic',
     'layer.open': 'open', 'layer.quarantine': 'quarantine',
     'err.load': 'Could not load: ', loading: 'Loading…', 'null': 'NULL',
+    'nav.requests': 'Requests', 'nav.audit': 'Audit',
+    'login.title': 'Log in', 'login.login': 'Login', 'login.password': 'Password', 'login.submit': 'Log in', 'login.out': 'Log out',
+    'login.hint': 'The first operator\'s password is printed once by reservoir init / demo.',
+    'pw.title': 'Set a new password', 'pw.hint': 'A first login must change the password: at least 10 characters, two of letters, digits, symbols.',
+    'pw.current': 'Current password', 'pw.new': 'New password', 'pw.submit': 'Save and log in again',
+    'role.operator': 'operator', 'role.steward': 'steward', 'role.consumer': 'consumer', 'role.auditor': 'auditor', 'role.public': 'public',
+    'req.title': 'Data requests', 'req.mine': 'My requests', 'req.toDecide': 'To decide', 'req.none': 'No requests.',
+    'req.dataset': 'Dataset', 'req.columns': 'Columns', 'req.purpose': 'Purpose', 'req.period': 'Period', 'req.volume': 'Rows',
+    'req.status': 'Status', 'req.requester': 'Requester', 'req.reason': 'Decision', 'req.grant': 'Grant',
+    'req.pending': 'pending', 'req.approved': 'approved', 'req.rejected': 'rejected', 'req.withdrawn': 'withdrawn',
+    'req.ask': 'Request access', 'req.askTitle': 'Request access to this dataset', 'req.submit': 'Send request', 'req.sent': 'Request sent; {unit} decides.',
+    'req.approve': 'Approve', 'req.reject': 'Reject', 'req.withdraw': 'Withdraw', 'req.rowFilter': 'Row filter (SQL, optional)',
+    'req.mask': 'Mask', 'req.until': 'Until', 'req.note': 'Note', 'req.rejectReason': 'Reason', 'req.noAccess': 'You have no grant on this dataset.',
+    'mask.default': 'default (by PII kind and sensitivity)', 'mask.none': 'none', 'mask.redact': 'redact', 'mask.keep': 'keep ends', 'mask.hash': 'keyed hash', 'mask.year': 'year only', 'mask.street': 'to street', 'mask.null': 'null',
+    'aud.title': 'Audit log', 'aud.verify': 'Verify the hash chain', 'aud.ok': 'Hash chain intact: {n} entries.', 'aud.broken': 'Hash chain broken at entry {seq}: {problem}',
+    'aud.export': 'Export CSV', 'aud.actor': 'Actor', 'aud.action': 'Action', 'aud.target': 'Target', 'aud.rows': 'Rows', 'aud.client': 'Client',
+    'aud.outcome': 'Outcome', 'aud.filter': 'Filter', 'aud.time': 'Time',
   },
 };
 
@@ -126,15 +160,34 @@ function bytes(n) {
 }
 const time = (s) => (s ? s.replace('T', ' ').replace(/\.\d+Z$/, ' UTC') : '');
 
+// The session's CSRF token travels in a readable cookie; state-changing requests echo it.
+function csrfToken() {
+  const m = document.cookie.match(/(?:^|;\s*)rsv_csrf=([^;]+)/);
+  return m ? m[1] : '';
+}
+
+function withCsrf(options) {
+  const o = { ...(options || {}) };
+  const method = (o.method || 'GET').toUpperCase();
+  if (method !== 'GET' && method !== 'HEAD') o.headers = { ...(o.headers || {}), 'X-CSRF-Token': csrfToken() };
+  return o;
+}
+
+let me = null;
+
 async function api(path, options) {
-  const r = await fetch('/api/v1' + path, options);
+  const r = await fetch('/api/v1' + path, withCsrf(options));
   if (!r.ok) {
     let msg = r.status + ' ' + r.statusText;
-    try { const body = await r.json(); msg = body.message || msg; } catch (_) { /* not JSON */ }
-    const err = new Error(msg); err.status = r.status; throw err;
+    let code = '';
+    try { const body = await r.json(); msg = body.message || msg; code = body.code || ''; } catch (_) { /* not JSON */ }
+    const err = new Error(msg); err.status = r.status; err.code = code; throw err;
   }
+  if (r.status === 204) return null;
   return r.json();
 }
+
+const postJson = (path, body) => api(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
 
 function statusBadge(status) {
   const cls = status === 'succeeded' ? 'ok' : status === 'failed' ? 'bad' : 'warn';
@@ -341,13 +394,18 @@ async function pageDataset(main, layer, unit, name) {
   main.append(el('div', { class: 'scroll' }, el('table', { 'data-testid': 'schema' }, el('thead', {}, head), el('tbody', {}, rows))));
   if (!detail.profile) main.append(el('p', { class: 'muted' }, t('ds.noProfile')));
 
-  // Sample rows.
+  // Sample rows: through the caller's grants (masked, filtered); without one, a request form.
   main.append(el('h2', {}, t('ds.sample')));
   const sampleBox = el('div', {}, el('p', { class: 'muted' }, t('loading')));
   main.append(sampleBox);
   api(base + '/sample?limit=20')
     .then((r) => { sampleBox.replaceChildren(resultTable(r, 'sample')); })
-    .catch((err) => { sampleBox.replaceChildren(); showError(sampleBox, err); });
+    .catch((err) => {
+      sampleBox.replaceChildren();
+      if (err.status === 403 && me && ['consumer', 'steward'].includes(me.role)) {
+        sampleBox.append(el('p', { class: 'muted' }, t('req.noAccess')), requestForm(d, detail));
+      } else showError(sampleBox, err);
+    });
 
   // Runs, with their quarantined rows on demand.
   main.append(el('h2', {}, t('ds.runs')));
@@ -409,6 +467,39 @@ async function pageDataset(main, layer, unit, name) {
   }).catch((err) => showError(driftBox, err));
 }
 
+function requestForm(d, detail) {
+  const today = new Date();
+  const later = new Date(today.getTime() + 90 * 86400e3);
+  const day = (x) => x.toISOString().slice(0, 10);
+  const boxes = detail.fields.filter((f) => !f.name.startsWith('_')).map((f) => el('label', { class: 'check' },
+    el('input', { type: 'checkbox', name: 'col', value: f.name, checked: true }), ' ', f.name, f.title ? ` (${f.title})` : ''));
+  const purpose = el('textarea', { name: 'purpose', 'data-testid': 'req-purpose', rows: 2, required: true });
+  const start = el('input', { type: 'date', name: 'start', value: day(today) });
+  const end = el('input', { type: 'date', name: 'end', value: day(later) });
+  const volume = el('input', { type: 'number', name: 'volume', min: 1, placeholder: '10000' });
+  const msg = el('div', { 'data-testid': 'req-result' });
+  const form = el('form', { class: 'panel form', 'data-testid': 'request-form', onsubmit: async (ev) => {
+    ev.preventDefault();
+    msg.replaceChildren();
+    try {
+      await postJson('/requests', {
+        dataset_id: d.id,
+        columns: [...form.querySelectorAll('input[name=col]:checked')].map((c) => c.value),
+        purpose: purpose.value, period_start: start.value, period_end: end.value,
+        volume: volume.value ? Number(volume.value) : null,
+      });
+      msg.append(el('div', { class: 'ok', 'data-testid': 'req-sent' }, t('req.sent', { unit: detail.unit_name || d.unit_id })));
+    } catch (err) { showError(msg, err); }
+  } },
+  el('h3', { style: 'margin-top:0' }, t('req.askTitle')),
+  el('div', {}, el('strong', {}, t('req.columns')), el('div', { class: 'checks' }, boxes)),
+  el('label', {}, t('req.purpose'), purpose),
+  el('div', { class: 'row' }, el('label', {}, t('req.period'), start, ' – ', end), el('label', {}, t('req.volume'), volume)),
+  el('button', { class: 'primary', type: 'submit', 'data-testid': 'req-submit' }, t('req.submit')),
+  msg);
+  return form;
+}
+
 function sqlName(d) {
   const id = (s) => (/^[a-z_][a-z0-9_]*$/.test(s) ? s : '"' + s.replaceAll('"', '""') + '"');
   return `${id(d.layer)}.${id(d.unit_id)}.${id(d.name)}`;
@@ -431,7 +522,7 @@ async function pageSql(main, params) {
   };
   const csv = async () => {
     try {
-      const r = await fetch('/api/v1/sql', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ sql: editor.value, format: 'csv' }) });
+      const r = await fetch('/api/v1/sql', withCsrf({ method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ sql: editor.value, format: 'csv' }) }));
       if (!r.ok) { const b = await r.json(); throw new Error(b.message); }
       const blob = await r.blob();
       const a = el('a', { href: URL.createObjectURL(blob), download: 'query.csv' });
@@ -550,6 +641,170 @@ async function pageReport(main, params) {
     frame);
 }
 
+// ----------------------------------------------------------------------------------- login, requests, audit
+
+function pageLogin(main) {
+  const login = el('input', { name: 'login', autocomplete: 'username', 'data-testid': 'login-name', required: true });
+  const password = el('input', { name: 'password', type: 'password', autocomplete: 'current-password', 'data-testid': 'login-password', required: true });
+  const msg = el('div', {});
+  main.append(el('form', { class: 'panel form narrow', 'data-testid': 'login-form', onsubmit: async (ev) => {
+    ev.preventDefault();
+    msg.replaceChildren();
+    try {
+      await postJson('/auth/login', { login: login.value.trim(), password: password.value });
+      await loadMe();
+      route();
+    } catch (err) { showError(msg, err); }
+  } },
+  el('h1', {}, t('login.title')),
+  el('label', {}, t('login.login'), login),
+  el('label', {}, t('login.password'), password),
+  el('button', { class: 'primary', type: 'submit', 'data-testid': 'login-submit' }, t('login.submit')),
+  el('p', { class: 'muted' }, t('login.hint')),
+  msg));
+}
+
+function pagePassword(main) {
+  const current = el('input', { type: 'password', autocomplete: 'current-password', 'data-testid': 'pw-current', required: true });
+  const next = el('input', { type: 'password', autocomplete: 'new-password', 'data-testid': 'pw-new', required: true });
+  const msg = el('div', {});
+  main.append(el('form', { class: 'panel form narrow', 'data-testid': 'password-form', onsubmit: async (ev) => {
+    ev.preventDefault();
+    msg.replaceChildren();
+    try {
+      await postJson('/auth/password', { current: current.value, new: next.value });
+      await postJson('/auth/login', { login: me.login, password: next.value });
+      await loadMe();
+      route();
+    } catch (err) { showError(msg, err); }
+  } },
+  el('h1', {}, t('pw.title')), el('p', { class: 'muted' }, t('pw.hint')),
+  el('label', {}, t('pw.current'), current), el('label', {}, t('pw.new'), next),
+  el('button', { class: 'primary', type: 'submit', 'data-testid': 'pw-submit' }, t('pw.submit')), msg));
+}
+
+const MASKS = ['default', 'none', 'redact', 'keep:1,0', 'keep:3,4', 'keep:6,4', 'hash', 'year', 'street', 'null'];
+function maskLabel(m) { const [k, a] = m.split(':'); return t('mask.' + k) + (a ? ` (${a})` : ''); }
+function maskValue(m) {
+  const [kind, arg] = m.split(':');
+  if (kind !== 'keep') return { kind };
+  const [first, last] = arg.split(',').map(Number);
+  return { kind, first, last };
+}
+
+async function pageRequests(main) {
+  const [requests, datasets] = await Promise.all([api('/requests'), api('/datasets?limit=500')]);
+  const byId = Object.fromEntries(datasets.items.map((d) => [d.id, d]));
+  const name = (id) => (byId[id] ? `${byId[id].unit_id}.${byId[id].name}` : String(id));
+  const mine = requests.filter((r) => r.requester === me.login);
+  const toDecide = requests.filter((r) => r.requester !== me.login && r.status === 'pending'
+    && (me.role === 'operator' || (me.role === 'steward' && byId[r.dataset_id] && byId[r.dataset_id].unit_id === me.unit_id)));
+  main.append(el('h1', {}, t('req.title')));
+  const status = (r) => el('span', { class: 'badge ' + ({ approved: 'ok', rejected: 'bad', pending: 'warn' }[r.status] || 'grey'), 'data-status': r.status }, t('req.' + r.status));
+  if (toDecide.length) {
+    main.append(el('h2', {}, t('req.toDecide')));
+    for (const r of toDecide) main.append(decisionPanel(r, byId[r.dataset_id], name(r.dataset_id), status));
+  }
+  main.append(el('h2', {}, t('req.mine')));
+  if (!mine.length) { main.append(el('p', { class: 'muted' }, t('req.none'))); return; }
+  const head = el('tr', {}, ['#', 'req.dataset', 'req.columns', 'req.purpose', 'req.period', 'req.status', 'req.reason', ''].map((k) => el('th', {}, k === '#' || !k ? k : t(k))));
+  main.append(el('div', { class: 'scroll' }, el('table', { 'data-testid': 'my-requests' }, el('thead', {}, head), el('tbody', {}, mine.map((r) => el('tr', { 'data-request': r.id },
+    el('td', {}, r.id),
+    el('td', {}, byId[r.dataset_id] ? el('a', { href: dsHref('raw', byId[r.dataset_id].unit_id, byId[r.dataset_id].name) }, byId[r.dataset_id].title) : name(r.dataset_id)),
+    el('td', {}, r.columns.join(', ')),
+    el('td', {}, r.purpose),
+    el('td', {}, `${r.period_start} – ${r.period_end}`),
+    el('td', {}, status(r)),
+    el('td', { class: 'muted' }, r.reason),
+    el('td', {}, r.status === 'pending' ? el('button', { class: 'secondary', onclick: async () => { await postJson(`/requests/${r.id}/withdraw`, {}); route(); } }, t('req.withdraw')) : '')))))));
+}
+
+function decisionPanel(r, d, name, status) {
+  const rows = r.columns.map((c) => {
+    const keep = el('input', { type: 'checkbox', checked: true, 'data-col': c });
+    const mask = el('select', { 'data-mask': c }, MASKS.map((m) => el('option', { value: m }, maskLabel(m))));
+    mask.value = 'default';
+    return { c, keep, mask, row: el('tr', {}, el('td', {}, keep), el('td', {}, el('code', {}, c)), el('td', {}, mask)) };
+  });
+  const filter = el('input', { type: 'text', placeholder: "street = '方松街道'", 'data-testid': 'approve-filter' });
+  const until = el('input', { type: 'date', value: r.period_end });
+  const note = el('input', { type: 'text' });
+  const msg = el('div', {});
+  const approve = async () => {
+    msg.replaceChildren();
+    const kept = rows.filter((x) => x.keep.checked);
+    const masks = {};
+    for (const x of kept) if (x.mask.value !== 'default') masks[x.c] = maskValue(x.mask.value);
+    try {
+      await postJson(`/requests/${r.id}/approve`, {
+        columns: kept.map((x) => x.c), masks, row_filter: filter.value.trim() || null,
+        expires_at: until.value ? until.value + 'T16:00:00Z' : null, note: note.value,
+      });
+      route();
+    } catch (err) { showError(msg, err); }
+  };
+  const reject = async () => {
+    msg.replaceChildren();
+    try { await postJson(`/requests/${r.id}/reject`, { reason: note.value }); route(); } catch (err) { showError(msg, err); }
+  };
+  return el('div', { class: 'panel', 'data-testid': 'decide-' + r.id },
+    el('div', { class: 'kv' }, el('strong', {}, `#${r.id} ${d ? d.title : name}`), status(r), el('span', {}, `${t('req.requester')}: ${r.requester}`)),
+    el('p', {}, `${t('req.purpose')}: ${r.purpose} · ${t('req.period')}: ${r.period_start} – ${r.period_end}` + (r.volume ? ` · ${t('req.volume')}: ${fmt(r.volume)}` : '')),
+    el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, ''), el('th', {}, t('req.columns')), el('th', {}, t('req.mask')))), el('tbody', {}, rows.map((x) => x.row))),
+    el('div', { class: 'row' }, el('label', {}, t('req.rowFilter'), filter), el('label', {}, t('req.until'), until), el('label', {}, t('req.note'), note)),
+    el('div', { class: 'toolbar' },
+      el('button', { class: 'primary', onclick: approve, 'data-testid': 'approve-' + r.id }, t('req.approve')),
+      el('button', { class: 'secondary', onclick: reject, 'data-testid': 'reject-' + r.id }, t('req.reject'))),
+    msg);
+}
+
+async function pageAudit(main, params) {
+  const q = new URLSearchParams();
+  for (const k of ['actor', 'action', 'since']) if (params.get(k)) q.set(k, params.get(k));
+  q.set('limit', '500');
+  const entries = await api('/audit?' + q);
+  const actor = el('input', { value: params.get('actor') || '', placeholder: t('aud.actor') });
+  const action = el('input', { value: params.get('action') || '', placeholder: 'data.read' });
+  const since = el('input', { type: 'date', value: params.get('since') || '' });
+  const verdict = el('div', { 'data-testid': 'audit-verdict' });
+  main.append(el('h1', {}, t('aud.title')),
+    el('form', { class: 'search', onsubmit: (ev) => { ev.preventDefault();
+      const p = new URLSearchParams({ actor: actor.value, action: action.value, since: since.value });
+      for (const [k, v] of [...p.entries()]) if (!v) p.delete(k);
+      location.hash = '#/audit' + (p.toString() ? '?' + p : ''); } },
+    actor, action, since, el('button', { class: 'primary', type: 'submit' }, t('aud.filter')),
+    el('button', { class: 'secondary', type: 'button', 'data-testid': 'audit-verify', onclick: async () => {
+      verdict.replaceChildren();
+      try {
+        const v = await api('/audit/verify');
+        verdict.append(v.broken
+          ? el('div', { class: 'error' }, t('aud.broken', { seq: v.broken.seq, problem: v.broken.problem }))
+          : el('div', { class: 'ok' }, t('aud.ok', { n: fmt(v.entries) })));
+      } catch (err) { showError(verdict, err); }
+    } }, t('aud.verify')),
+    el('a', { class: 'button secondary', href: '/api/v1/audit?format=csv&' + q, 'data-testid': 'audit-export' }, t('aud.export'))),
+  verdict);
+  const head = el('tr', {}, ['#', 'aud.time', 'aud.actor', 'aud.action', 'aud.target', 'aud.rows', 'aud.outcome', 'aud.client'].map((k) => el('th', {}, k === '#' ? k : t(k))));
+  main.append(el('div', { class: 'scroll' }, el('table', { 'data-testid': 'audit' }, el('thead', {}, head), el('tbody', {}, entries.map((e) => el('tr', {},
+    el('td', {}, e.seq), el('td', {}, time(e.at)), el('td', {}, e.actor), el('td', {}, el('code', {}, e.action)),
+    el('td', {}, e.target), el('td', { class: 'num' }, e.row_count === null ? '' : fmt(e.row_count)),
+    el('td', {}, el('span', { class: 'badge ' + (e.outcome === 'ok' ? 'ok' : 'bad') }, e.outcome)),
+    el('td', { class: 'muted' }, e.client)))))));
+}
+
+async function loadMe() {
+  me = await api('/auth/me');
+  const box = document.getElementById('who');
+  box.replaceChildren();
+  if (me.login) {
+    box.append(el('span', { 'data-testid': 'who' }, `${me.display_name ? me.display_name + ' (' + me.login + ')' : me.login} · ${t('role.' + me.role)}`),
+      el('button', { type: 'button', class: 'link', 'data-testid': 'logout', onclick: async () => { await postJson('/auth/logout', {}); me = null; await loadMe(); route(); } }, t('login.out')));
+  }
+  for (const a of document.querySelectorAll('#nav a[data-roles]')) {
+    a.hidden = !me.login || !a.dataset.roles.split(',').includes(me.role);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------- router
 
 function applyStaticText() {
@@ -570,15 +825,22 @@ async function route() {
   main.replaceChildren();
   main.dataset.page = page;
   try {
+    if (!me) await loadMe();
+    if (!me.login) { pageLogin(main); main.dataset.ready = 'true'; return; }
+    if (me.must_change) { pagePassword(main); main.dataset.ready = 'true'; return; }
     if (page === 'home') await pageHome(main);
     else if (page === 'catalog') await pageCatalog(main, params);
     else if (page === 'dataset' && parts.length === 4) await pageDataset(main, parts[1], parts[2], parts[3]);
     else if (page === 'sql') await pageSql(main, params);
     else if (page === 'upload') await pageUpload(main);
     else if (page === 'report') await pageReport(main, params);
+    else if (page === 'requests') await pageRequests(main);
+    else if (page === 'audit') await pageAudit(main, params);
     else showError(main, new Error('#' + hash));
   } catch (err) {
-    showError(main, err);
+    if (err.status === 401) { me = null; await loadMe().catch(() => {}); main.replaceChildren(); pageLogin(main); }
+    else if (err.code === 'password_change_required') { main.replaceChildren(); pagePassword(main); }
+    else showError(main, err);
   }
   main.dataset.ready = 'true';
 }
@@ -589,7 +851,7 @@ document.addEventListener('DOMContentLoaded', () => {
       lang = b.dataset.lang;
       localStorage.setItem('reservoir.lang', lang);
       applyStaticText();
-      route();
+      if (me) loadMe().then(route); else route();
     });
   }
   applyStaticText();

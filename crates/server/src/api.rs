@@ -1,6 +1,9 @@
 //! REST API under `/api/v1`, documented by the OpenAPI document at `/api/v1/openapi.json`.
 
+mod access;
+pub(crate) mod auth;
 mod catalog;
+mod data;
 mod query;
 mod report;
 mod rules;
@@ -9,7 +12,7 @@ mod upload;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 use utoipa::OpenApi;
 
 use crate::AppState;
@@ -22,8 +25,13 @@ use crate::AppState;
         description = "REST API of Reservoir, a district's public data platform: the catalog of \
 units, systems and datasets, collection runs and their quarantined rows, sample rows, read-only \
 SQL over the lake, and file upload into a dataset.\n\nErrors are JSON `{\"code\", \"message\"}` \
-with codes bad_request, invalid_sql, read_only, query_failed, invalid_file (400), not_found (404), \
-timeout (408), payload_too_large (413) and internal (500).",
+with codes bad_request, invalid_sql, read_only, query_failed, invalid_file (400), unauthorized \
+(401), forbidden and password_change_required (403), not_found (404), timeout (408), conflict \
+(409), payload_too_large (413), too_many_requests (429) and internal (500).\n\nLog in with \
+`POST /api/v1/auth/login` (a session cookie; send the `rsv_csrf` cookie's value as \
+`X-CSRF-Token` on POST, PUT, PATCH and DELETE) or send an API token as `Authorization: Bearer \
+rsv_…`. Every read of data goes through the caller's grants: granted columns only, masked, \
+row-filtered; every access is audited.",
         license(name = "Apache-2.0")
     ),
     paths(
@@ -53,6 +61,27 @@ timeout (408), payload_too_large (413) and internal (500).",
         sources::put,
         sources::delete,
         sources::run,
+        auth::login,
+        auth::logout,
+        auth::me,
+        auth::password,
+        access::users,
+        access::create_user,
+        access::change_user,
+        access::tokens,
+        access::create_token,
+        access::revoke_token,
+        access::requests,
+        access::file_request,
+        access::approve,
+        access::reject,
+        access::withdraw,
+        access::grants,
+        access::revoke_grant,
+        access::audit,
+        access::verify,
+        access::usage,
+        data::data,
         openapi_json,
     ),
     components(schemas(crate::ErrorBody)),
@@ -61,6 +90,7 @@ timeout (408), payload_too_large (413) and internal (500).",
         (name = "query", description = "Read-only SQL over the lake"),
         (name = "quality", description = "Quality rules of datasets"),
         (name = "collect", description = "Uploading files into datasets"),
+        (name = "access", description = "Logins, accounts, tokens, data requests, grants, audit, usage"),
     )
 )]
 pub struct ApiDoc;
@@ -108,6 +138,27 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
             get(sources::get).put(sources::put).delete(sources::delete),
         )
         .route("/sources/{name}/run", post(sources::run))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/me", get(auth::me))
+        .route("/auth/password", post(auth::password))
+        .route("/users", get(access::users).post(access::create_user))
+        .route("/users/{login}", patch(access::change_user))
+        .route("/tokens", get(access::tokens).post(access::create_token))
+        .route("/tokens/{id}", delete(access::revoke_token))
+        .route(
+            "/requests",
+            get(access::requests).post(access::file_request),
+        )
+        .route("/requests/{id}/approve", post(access::approve))
+        .route("/requests/{id}/reject", post(access::reject))
+        .route("/requests/{id}/withdraw", post(access::withdraw))
+        .route("/grants", get(access::grants))
+        .route("/grants/{id}", delete(access::revoke_grant))
+        .route("/audit", get(access::audit))
+        .route("/audit/verify", get(access::verify))
+        .route("/usage", get(access::usage))
+        .route("/data/{unit}/{dataset}", get(data::data))
         .route(
             "/datasets/{layer}/{unit}/{name}/upload",
             post(upload::upload).layer(DefaultBodyLimit::max(upload_limit)),

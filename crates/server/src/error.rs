@@ -7,7 +7,12 @@
 //! | `read_only`         | 400  | a statement other than a query |
 //! | `query_failed`      | 400  | the query failed while running (cast error, …) |
 //! | `invalid_file`      | 400  | an upload that cannot be read (encoding, format, columns) |
+//! | `unauthorized`      | 401  | no or a refused login, session or token |
+//! | `forbidden`         | 403  | the caller's role or grants do not allow this |
+//! | `password_change_required` | 403 | a new account must set its own password first |
 //! | `not_found`         | 404  | unknown unit, dataset, run or route |
+//! | `conflict`          | 409  | the object's state forbids it (a decided request, an existing account) |
+//! | `too_many_requests` | 429  | login attempts, a grant's rate limit |
 //! | `payload_too_large` | 413  | an upload over the configured limit |
 //! | `timeout`           | 408  | a query over the time limit |
 //! | `internal`          | 500  | anything else; details go to the server log only |
@@ -80,6 +85,26 @@ impl From<reservoir_catalog::Error> for ApiError {
         match e {
             E::NotFound { .. } => Self::not_found(e.to_string()),
             E::Invalid { .. } => Self::bad_request(e.to_string()),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<reservoir_access::Error> for ApiError {
+    fn from(e: reservoir_access::Error) -> Self {
+        use reservoir_access::Error as E;
+        match e {
+            E::Invalid { .. } => Self::bad_request(e.to_string()),
+            E::NotFound { .. } => Self::not_found(e.to_string()),
+            E::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            E::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", m),
+            E::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
+            E::Locked { .. } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                e.to_string(),
+            ),
+            E::Catalog(c) => c.into(),
             other => Self::internal(other),
         }
     }

@@ -6,13 +6,18 @@
 //!  probes  ─► /healthz, /metrics (Prometheus)
 //!                 │
 //!                 ▼
-//!            AppState: catalog, lake, collector, query limits
+//!            authenticate (session cookie + CSRF, or API token) → Caller
+//!                 ▼
+//!            AppState: catalog, access (accounts, grants, audit), lake, collector, limits
 //! ```
 //!
 //! Build a router with [`app`], run it with [`serve`]. Handlers see the catalog and the query
-//! engine only through their crates' APIs; every error leaves as `{"code", "message"}`.
+//! engine only through their crates' APIs; every error leaves as `{"code", "message"}`. Every
+//! handler checks its caller ([`auth::Caller`]); data leaves only through the policy engine of
+//! the caller's grants, and every access is audited.
 
 mod api;
+pub mod auth;
 mod console;
 mod error;
 mod metrics;
@@ -27,6 +32,8 @@ use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use reservoir_access::Access;
+use reservoir_access::mask::MaskKey;
 use reservoir_catalog::Catalog;
 use reservoir_ingest::Collector;
 use reservoir_lake::Lake;
@@ -56,6 +63,9 @@ pub struct ServerConfig {
     /// Collection settings for uploads.
     pub infer_rows: usize,
     pub batch_rows: usize,
+    /// Mark session cookies Secure (sent over HTTPS only; browsers also send them to
+    /// http://localhost). Turn off only for plain HTTP on a trusted network.
+    pub secure_cookies: bool,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +81,7 @@ impl Default for ServerConfig {
             rules_dir: None,
             infer_rows: 10_000,
             batch_rows: 32_768,
+            secure_cookies: true,
         }
     }
 }
@@ -82,21 +93,79 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     lake: Lake,
     catalog: Catalog,
+    access: Access,
+    mask_key: Option<Arc<MaskKey>>,
     collector: Collector,
     config: ServerConfig,
     metrics: metrics::Metrics,
+    login_limiter: auth::RateLimiter,
+    grant_limiter: auth::RateLimiter,
 }
 
 impl AppState {
     pub fn new(lake: Lake, catalog: Catalog, config: ServerConfig) -> Self {
         let collector = Collector::new(lake.clone(), catalog.clone());
         Self(Arc::new(Inner {
+            access: Access::new(catalog.clone()),
+            mask_key: None,
             lake,
             catalog,
             collector,
             config,
             metrics: metrics::Metrics::new(),
+            login_limiter: auth::RateLimiter::default(),
+            grant_limiter: auth::RateLimiter::default(),
         }))
+    }
+
+    /// Computes keyed-hash masks with `key` (without one they redact).
+    pub fn with_mask_key(self, key: Arc<MaskKey>) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.mask_key = Some(key);
+                Self(Arc::new(inner))
+            }
+            Err(shared) => Self(shared),
+        }
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.0.access
+    }
+
+    pub(crate) fn mask_key(&self) -> Option<Arc<MaskKey>> {
+        self.0.mask_key.clone()
+    }
+
+    pub(crate) fn login_limiter(&self) -> &auth::RateLimiter {
+        &self.0.login_limiter
+    }
+
+    pub(crate) fn grant_limiter(&self) -> &auth::RateLimiter {
+        &self.0.grant_limiter
+    }
+
+    /// Appends to the audit log; a failure is logged loudly (the request itself went through).
+    pub(crate) async fn audit(&self, event: reservoir_access::AuditEvent) {
+        if let Err(e) = self.0.access.audit(event).await {
+            tracing::error!("could not write an audit entry: {e}");
+        }
+    }
+
+    /// A query session that sees what `caller` may see.
+    pub(crate) async fn engine_for(
+        &self,
+        caller: &auth::Caller,
+    ) -> ApiResult<(reservoir_query::QueryEngine, reservoir_access::Visibility)> {
+        let visibility = self.0.access.visibility(&caller.principal).await?;
+        let engine = reservoir_query::QueryEngine::for_visibility(
+            &self.0.lake,
+            &self.0.catalog,
+            &visibility,
+            self.mask_key(),
+        )
+        .await?;
+        Ok((engine, visibility))
     }
 
     /// Signs a delivery receipt for every upload that commits rows.
@@ -136,7 +205,13 @@ impl AppState {
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .nest("/api/v1", api::router(&state))
+        .nest(
+            "/api/v1",
+            api::router(&state).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::authenticate,
+            )),
+        )
         .merge(console::router())
         .route("/healthz", axum::routing::get(healthz))
         .route("/metrics", axum::routing::get(metrics::render))
@@ -164,9 +239,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {

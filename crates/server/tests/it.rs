@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
+use reservoir_access::{NewUser, Role};
 use reservoir_catalog::Catalog;
 use reservoir_ingest::{CollectRequest, Collector, NoProgress};
 use reservoir_lake::{Lake, WriteMode};
@@ -19,6 +20,8 @@ struct Fixture {
     _dir: tempfile::TempDir,
     state: AppState,
     ragged_run: i64,
+    /// An operator's API token, sent by [`send`] unless the request carries its own.
+    token: String,
 }
 
 async fn fixture(config: ServerConfig) -> Fixture {
@@ -83,14 +86,45 @@ async fn fixture(config: ServerConfig) -> Fixture {
         .await
         .unwrap();
     let state = AppState::new(lake, catalog, config);
+    state
+        .access()
+        .create_user(&NewUser {
+            id: "op".into(),
+            display_name: "运维".into(),
+            role: Role::Operator,
+            unit_id: None,
+            password: "Operator-pass-1".into(),
+            must_change: false,
+        })
+        .await
+        .unwrap();
+    let token = state
+        .access()
+        .create_token("op", "tests", None, 1)
+        .await
+        .unwrap()
+        .secret;
     Fixture {
         _dir: dir,
         state,
         ragged_run: report.run_id,
+        token,
     }
 }
 
-async fn send(f: &Fixture, req: Request<Body>) -> (StatusCode, Vec<u8>, String) {
+/// Sends a request as the fixture's operator (unless it carries its own Authorization).
+async fn send(f: &Fixture, mut req: Request<Body>) -> (StatusCode, Vec<u8>, String) {
+    if !req.headers().contains_key(header::AUTHORIZATION) {
+        req.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {}", f.token).parse().unwrap(),
+        );
+    }
+    send_raw(f, req).await
+}
+
+/// Sends a request as it is: no login unless it carries one.
+async fn send_raw(f: &Fixture, req: Request<Body>) -> (StatusCode, Vec<u8>, String) {
     let resp = app(f.state.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
     let ctype = resp

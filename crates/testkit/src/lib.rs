@@ -27,6 +27,78 @@ impl LakeHome {
         Self { dir, lake, catalog }
     }
 
+    /// Writes `batch` as the raw table `unit.name` and registers it (and its unit) in the catalog.
+    pub async fn table(
+        &self,
+        unit: &str,
+        name: &str,
+        batch: arrow::array::RecordBatch,
+    ) -> reservoir_catalog::Dataset {
+        use reservoir_catalog::*;
+        use reservoir_lake::{Layer, TableRef};
+        if self.catalog.unit(unit).await.unwrap().is_none() {
+            self.catalog
+                .upsert_unit(&NewUnit {
+                    id: unit.into(),
+                    name: unit.into(),
+                    ..NewUnit::default()
+                })
+                .await
+                .unwrap();
+        }
+        let table = TableRef::new(Layer::Raw, unit, name);
+        let mut sink = self
+            .lake
+            .write(table.clone(), batch.schema())
+            .start()
+            .await
+            .unwrap();
+        let rows = batch.num_rows() as i64;
+        sink.send(batch.clone()).await.unwrap();
+        let outcome = sink.finish().await.unwrap();
+        let dataset = self
+            .catalog
+            .upsert_dataset(&DatasetSpec {
+                layer: "raw".into(),
+                unit_id: unit.into(),
+                name: name.into(),
+                title: name.into(),
+                description: String::new(),
+                system_id: None,
+                location: table.location(),
+                update_frequency: UpdateFrequency::default(),
+                sensitivity: 2,
+                open_tier: OpenTier::default(),
+            })
+            .await
+            .unwrap();
+        let fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Field {
+                position: i as i64,
+                name: f.name().clone(),
+                data_type: f.data_type().to_string(),
+                nullable: f.is_nullable(),
+                title: String::new(),
+                description: String::new(),
+                flags: String::new(),
+            })
+            .collect();
+        self.catalog.set_fields(dataset.id, &fields).await.unwrap();
+        self.catalog
+            .record_table_state(dataset.id, rows, outcome.version)
+            .await
+            .unwrap();
+        self.catalog
+            .dataset_by_id(dataset.id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     /// Runs SQL over the lake; every value as its display text, NULL as `None`.
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         use arrow::util::display::array_value_to_string;

@@ -169,6 +169,17 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     println!(
         "  reservoir --home {h} sql 'SELECT \"地区\", \"2024年\" FROM tongji.gdp_by_province ORDER BY 2 DESC LIMIT 5'"
     );
+    home.mask_key()?;
+    match home.ensure_operator().await? {
+        Some((login, password)) => {
+            println!();
+            crate::cmd::init::print_first_login(&login, &password);
+        }
+        None => println!(
+            "\nLog in to the console with an operator account (forgotten: \
+             `reservoir --home {h} user reset-password admin`)."
+        ),
+    }
     if args.no_serve {
         home.catalog.close().await;
         return Ok(ExitCode::SUCCESS);

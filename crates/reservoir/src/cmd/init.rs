@@ -32,6 +32,10 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     println!("  lake     {}", home.config.lake_path(&home.root).display());
     println!("  catalog  {}", home.config.catalog_url(&home.root));
     println!("  sources  {}", home.sources_dir().display());
+    home.mask_key()?;
+    if let Some((login, password)) = home.ensure_operator().await? {
+        print_first_login(&login, &password);
+    }
     let key = home.platform_key()?;
     println!(
         "  receipts signed with platform key {} (public; {} is private)",
@@ -40,4 +44,11 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     );
     home.catalog.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first operator's login, shown once.
+pub fn print_first_login(login: &str, password: &str) {
+    println!("  first operator account (shown once; change the password at the first login):");
+    println!("           login {login}   password {password}");
+    println!("           lost it? `reservoir user reset-password {login}` on this machine");
 }

@@ -33,7 +33,8 @@ pub async fn serve(home: &Home, bind: Option<std::net::SocketAddr>) -> Result<()
         .with_context(|| format!("listening on {}", config.bind))?;
     let addr = listener.local_addr()?;
     let state = AppState::new(home.lake.clone(), home.catalog.clone(), config)
-        .with_platform_key(home.platform_key()?);
+        .with_platform_key(home.platform_key()?)
+        .with_mask_key(home.mask_key()?);
     println!("Reservoir console: http://{addr}/");
     println!(
         "REST API:          http://{addr}/api/v1/  (OpenAPI: http://{addr}/api/v1/openapi.json)"

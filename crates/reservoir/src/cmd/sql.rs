@@ -21,6 +21,11 @@ pub struct Args {
     /// Output format: table, csv, json or ndjson.
     #[arg(long, short = 'f', default_value = "table")]
     format: OutputFormat,
+
+    /// Run as this account: see only what its grants show, masked and filtered as they say
+    /// (to check a grant before handing it out).
+    #[arg(long = "as", value_name = "LOGIN")]
+    as_user: Option<String>,
 }
 
 pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
@@ -34,8 +39,35 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     } else {
         args.query
     };
-    let engine = QueryEngine::new(&home.lake, &home.catalog).await?;
-    let batches = engine.query(&sql).await?;
+    let engine = match &args.as_user {
+        None => QueryEngine::new(&home.lake, &home.catalog).await?,
+        Some(login) => {
+            let access = home.access();
+            let user = access
+                .user(login)
+                .await?
+                .with_context(|| format!("no account {login:?} (see `reservoir user list`)"))?;
+            let visibility = access
+                .visibility(&reservoir_access::Principal::of(&user))
+                .await?;
+            QueryEngine::for_visibility(
+                &home.lake,
+                &home.catalog,
+                &visibility,
+                Some(home.mask_key()?),
+            )
+            .await?
+        }
+    };
+    let batches = match engine.query(&sql).await {
+        Ok(b) => b,
+        Err(e) => {
+            super::access::audit_query(&home, &sql, 0, args.as_user.as_deref(), false).await;
+            return Err(e.into());
+        }
+    };
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    super::access::audit_query(&home, &sql, rows, args.as_user.as_deref(), true).await;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     write_batches(&mut out, &batches, args.format)?;

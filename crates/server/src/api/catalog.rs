@@ -10,7 +10,10 @@ use reservoir_lake::{Layer, TableRef};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use reservoir_access::{Role, TableAccess};
+
 use super::query::{QueryResult, quote_ident, quote_literal, run_query, to_result};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::{ApiPath, ApiQuery, AppState};
 
@@ -35,7 +38,8 @@ pub struct Stats {
 
 /// Platform totals, storage, rows per unit and the latest runs.
 #[utoipa::path(get, path = "/api/v1/stats", tag = "catalog", responses((status = 200, body = Stats)))]
-pub(crate) async fn stats(State(state): State<AppState>) -> ApiResult<Json<Stats>> {
+pub(crate) async fn stats(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Stats>> {
+    caller.require_login()?;
     let catalog = state.catalog();
     let lake = state.lake().clone();
     let configured = state.config().capacity_bytes;
@@ -65,7 +69,11 @@ pub(crate) async fn stats(State(state): State<AppState>) -> ApiResult<Json<Stats
 
 /// All units.
 #[utoipa::path(get, path = "/api/v1/units", tag = "catalog", responses((status = 200, body = Vec<Unit>)))]
-pub(crate) async fn units(State(state): State<AppState>) -> ApiResult<Json<Vec<Unit>>> {
+pub(crate) async fn units(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<Unit>>> {
+    caller.require_login()?;
     Ok(Json(state.catalog().units().await?))
 }
 
@@ -87,8 +95,10 @@ pub struct UnitDetail {
 )]
 pub(crate) async fn unit(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<UnitDetail>> {
+    caller.require_login()?;
     let catalog = state.catalog();
     let unit = catalog
         .unit(&id)
@@ -117,8 +127,10 @@ pub(crate) struct SystemsQuery {
 #[utoipa::path(get, path = "/api/v1/systems", tag = "catalog", params(SystemsQuery), responses((status = 200, body = Vec<System>), (status = 400, body = crate::ErrorBody)))]
 pub(crate) async fn systems(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<SystemsQuery>,
 ) -> ApiResult<Json<Vec<System>>> {
+    caller.require_login()?;
     Ok(Json(state.catalog().systems(q.unit.as_deref()).await?))
 }
 
@@ -155,8 +167,10 @@ pub struct DatasetPage {
     responses((status = 200, body = DatasetPage), (status = 400, body = crate::ErrorBody)))]
 pub(crate) async fn datasets(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<DatasetsQuery>,
 ) -> ApiResult<Json<DatasetPage>> {
+    caller.require_login()?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request(format!(
@@ -254,8 +268,10 @@ async fn find_dataset(state: &AppState, layer: &str, unit: &str, name: &str) -> 
 )]
 pub(crate) async fn dataset(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath((layer, unit, name)): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<DatasetDetail>> {
+    caller.require_login()?;
     let d = find_dataset(&state, &layer, &unit, &name).await?;
     let catalog = state.catalog();
     let unit_name = catalog
@@ -274,14 +290,26 @@ pub(crate) async fn dataset(
         }
         Err(_) => None,
     };
+    // Profiles hold values (min, max, frequent values) and quarantined rows are raw: only for
+    // principals who see the table whole.
+    let full = state
+        .access()
+        .visibility(&caller.principal)
+        .await?
+        .table(&d)
+        == Some(TableAccess::Full);
     Ok(Json(DatasetDetail {
         fields: catalog.fields(d.id).await?,
-        profile: catalog
-            .latest_profiles(d.id)
-            .await?
-            .map(|(run_id, columns)| Profile { run_id, columns }),
+        profile: if full {
+            catalog
+                .latest_profiles(d.id)
+                .await?
+                .map(|(run_id, columns)| Profile { run_id, columns })
+        } else {
+            None
+        },
         runs: catalog.runs(Some(d.id), 20).await?,
-        quarantine_table: quarantine,
+        quarantine_table: quarantine.filter(|_| full),
         pii: catalog.pii(d.id).await?,
         elements: catalog
             .field_elements(d.id)
@@ -317,9 +345,11 @@ pub(crate) struct LimitQuery {
 )]
 pub(crate) async fn dataset_sample(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath((layer, unit, name)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> ApiResult<Json<QueryResult>> {
+    caller.require_login()?;
     let d = find_dataset(&state, &layer, &unit, &name).await?;
     let table = format!(
         "{}.{}.{}",
@@ -328,8 +358,23 @@ pub(crate) async fn dataset_sample(
         quote_ident(&d.name)
     );
     let limit = q.limit.unwrap_or(20);
-    let (batches, truncated, elapsed) =
-        run_query(&state, &format!("SELECT * FROM {table}"), Some(limit)).await?;
+    let visibility = state.access().visibility(&caller.principal).await?;
+    if visibility.table(&d).is_none() {
+        return Err(crate::auth::forbidden(format!(
+            "{} has no grant on {}.{}: request access to see its rows",
+            caller.name(),
+            d.unit_id,
+            d.name
+        )));
+    }
+    let (batches, truncated, elapsed) = run_query(
+        &state,
+        &caller,
+        &format!("SELECT * FROM {table}"),
+        Some(limit),
+        "data.sample",
+    )
+    .await?;
     Ok(Json(to_result(&batches, None, truncated, elapsed)?))
 }
 
@@ -343,9 +388,11 @@ pub(crate) async fn dataset_sample(
 )]
 pub(crate) async fn dataset_runs(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath((layer, unit, name)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> ApiResult<Json<Vec<Run>>> {
+    caller.require_login()?;
     let d = find_dataset(&state, &layer, &unit, &name).await?;
     Ok(Json(
         state
@@ -366,8 +413,10 @@ pub(crate) async fn dataset_runs(
 )]
 pub(crate) async fn dataset_drift(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath((layer, unit, name)): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<Vec<DriftEvent>>> {
+    caller.require_login()?;
     let d = find_dataset(&state, &layer, &unit, &name).await?;
     Ok(Json(state.catalog().drift_events(d.id).await?))
 }
@@ -383,8 +432,10 @@ pub(crate) async fn dataset_drift(
 )]
 pub(crate) async fn dataset_lineage(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath((layer, unit, name)): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<reservoir_catalog::lineage::Lineage>> {
+    caller.require_login()?;
     let d = find_dataset(&state, &layer, &unit, &name).await?;
     Ok(Json(state.catalog().lineage(Some(&d)).await?))
 }
@@ -394,7 +445,9 @@ pub(crate) async fn dataset_lineage(
     responses((status = 200, body = reservoir_catalog::lineage::Lineage)))]
 pub(crate) async fn lineage(
     State(state): State<AppState>,
+    caller: Caller,
 ) -> ApiResult<Json<reservoir_catalog::lineage::Lineage>> {
+    caller.require_login()?;
     Ok(Json(state.catalog().lineage(None).await?))
 }
 
@@ -413,8 +466,10 @@ pub(crate) struct AlertsQuery {
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "catalog", params(AlertsQuery), responses((status = 200, body = Vec<Alert>), (status = 400, body = crate::ErrorBody)))]
 pub(crate) async fn alerts(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<AlertsQuery>,
 ) -> ApiResult<Json<Vec<Alert>>> {
+    caller.require_roles(&[Role::Operator, Role::Steward, Role::Auditor])?;
     Ok(Json(
         state
             .catalog()
@@ -427,8 +482,10 @@ pub(crate) async fn alerts(
 #[utoipa::path(get, path = "/api/v1/runs", tag = "catalog", params(LimitQuery), responses((status = 200, body = Vec<RunSummary>), (status = 400, body = crate::ErrorBody)))]
 pub(crate) async fn runs(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> ApiResult<Json<Vec<RunSummary>>> {
+    caller.require_login()?;
     Ok(Json(
         state
             .catalog()
@@ -461,8 +518,10 @@ async fn find_run(state: &AppState, id: i64) -> ApiResult<(Run, Dataset)> {
 )]
 pub(crate) async fn run(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<RunSummary>> {
+    caller.require_login()?;
     let (run, d) = find_run(&state, id).await?;
     Ok(Json(RunSummary {
         run,
@@ -483,10 +542,14 @@ pub(crate) async fn run(
 )]
 pub(crate) async fn run_quarantine(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> ApiResult<Json<QueryResult>> {
+    caller.require_login()?;
     let (run, d) = find_run(&state, id).await?;
+    // Quarantined rows are raw text: for the unit's stewards and operators only.
+    caller.require_steward_of(&d.unit_id)?;
     if run.counts.rows_quarantined == 0 {
         let schema = reservoir_ingest::convert::quarantine_schema()
             .project(&[2, 3, 4, 5])
@@ -507,7 +570,13 @@ pub(crate) async fn run_quarantine(
         "SELECT _source_file, _source_row, raw, reason FROM {table} WHERE _batch = {} ORDER BY _source_file, _source_row",
         quote_literal(&run.batch_id)
     );
-    let (batches, truncated, elapsed) =
-        run_query(&state, &sql, Some(q.limit.unwrap_or(100))).await?;
+    let (batches, truncated, elapsed) = run_query(
+        &state,
+        &caller,
+        &sql,
+        Some(q.limit.unwrap_or(100)),
+        "data.quarantine",
+    )
+    .await?;
     Ok(Json(to_result(&batches, None, truncated, elapsed)?))
 }

@@ -8,11 +8,11 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use reservoir_query::QueryEngine;
 use reservoir_query::output::{OutputFormat, write_batches};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::{ApiJson, AppState};
 
@@ -51,32 +51,152 @@ pub struct SqlRequest {
     pub format: Option<String>,
 }
 
-/// Runs `sql` with the server's limits and returns at most `limit` rows.
+/// What a query read: the datasets it scanned and the grants it went through.
+#[derive(Debug, Default)]
+pub(crate) struct Touched {
+    /// (dataset, `unit.name`, grant), one per table the plan scans.
+    pub tables: Vec<(i64, String, Option<i64>)>,
+}
+
+impl Touched {
+    pub fn names(&self) -> String {
+        let mut names: Vec<&str> = self.tables.iter().map(|(_, n, _)| n.as_str()).collect();
+        names.dedup();
+        names.join(",")
+    }
+}
+
+/// The datasets a plan scans, resolved against the catalog and the caller's visibility.
+async fn touched_tables(
+    state: &AppState,
+    plan: &datafusion::logical_expr::LogicalPlan,
+    visibility: &reservoir_access::Visibility,
+) -> ApiResult<Touched> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut refs = Vec::new();
+    plan.apply_with_subqueries(|node| {
+        if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node {
+            refs.push(scan.table_name.clone());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(reservoir_query::Error::from)?;
+    let mut touched = Touched::default();
+    for r in refs {
+        let (Some(schema), table) = (r.schema(), r.table()) else {
+            continue;
+        };
+        let layer = r.catalog().unwrap_or("raw");
+        if matches!(layer, "quarantine" | "quality") {
+            // Derived tables belong to their raw dataset.
+        }
+        let dataset = state.catalog().dataset("raw", schema, table).await?;
+        if let Some(d) = dataset {
+            let grant = visibility.table(&d).and_then(|a| a.grant_id());
+            touched
+                .tables
+                .push((d.id, format!("{}.{}", d.unit_id, d.name), grant));
+        }
+    }
+    Ok(touched)
+}
+
+/// Runs `sql` as `caller` with the server's limits and returns at most `limit` rows: only what
+/// the caller's grants show, at most the rows left under their quotas, at most as often as their
+/// rates allow. The query is audited with its SQL text and metered per dataset.
 pub(crate) async fn run_query(
     state: &AppState,
+    caller: &Caller,
     sql: &str,
     limit: Option<usize>,
+    action: &str,
 ) -> ApiResult<(Vec<RecordBatch>, bool, u64)> {
+    caller.require_login()?;
     let started = Instant::now();
     let max = state.config().query_row_limit;
-    let limit = limit.unwrap_or(max).min(max);
-    let engine = QueryEngine::new(state.lake(), state.catalog()).await?;
-    let df = engine.sql(sql).await?;
-    let df = df
-        .limit(0, Some(limit + 1))
-        .map_err(reservoir_query::Error::from)?;
-    let timeout = state.config().query_timeout;
-    let batches = match tokio::time::timeout(timeout, df.collect()).await {
-        Ok(r) => r.map_err(reservoir_query::Error::from)?,
-        Err(_) => {
-            return Err(ApiError::new(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                "timeout",
-                format!(
-                    "the query ran longer than {} s and was stopped",
-                    timeout.as_secs()
-                ),
-            ));
+    let mut limit = limit.unwrap_or(max).min(max);
+    let mut event = caller.event(action, "");
+    event.detail = serde_json::json!({"sql": sql}).to_string();
+    let result = async {
+        let (engine, visibility) = state.engine_for(caller).await?;
+        for w in visibility.withheld() {
+            tracing::info!(grant = w.grant_id, "grant withheld: {}", w.reason);
+        }
+        let df = engine.sql(sql).await?;
+        let touched = touched_tables(state, df.logical_plan(), &visibility).await?;
+        // Grants: rate limits and quotas.
+        for (_, name, grant) in &touched.tables {
+            let Some(g) = grant.and_then(|g| visibility.grants().values().find(|x| x.id == g))
+            else {
+                continue;
+            };
+            if let Some(rate) = g.rate_per_minute
+                && let Err(wait) = state.grant_limiter().hit(
+                    &format!("grant:{}", g.id),
+                    rate as usize,
+                    std::time::Duration::from_secs(60),
+                )
+            {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    format!(
+                        "the grant on {name} allows {rate} queries a minute; try again in {wait} s"
+                    ),
+                ));
+            }
+            if let Some(left) = g.rows_left() {
+                limit = limit.min(left as usize);
+            }
+        }
+        let df = df
+            .limit(0, Some(limit + 1))
+            .map_err(reservoir_query::Error::from)?;
+        let timeout = state.config().query_timeout;
+        let batches = match tokio::time::timeout(timeout, df.collect()).await {
+            Ok(r) => r.map_err(reservoir_query::Error::from)?,
+            Err(_) => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    format!(
+                        "the query ran longer than {} s and was stopped",
+                        timeout.as_secs()
+                    ),
+                ));
+            }
+        };
+        Ok((batches, touched))
+    }
+    .await;
+    let (batches, touched) = match result {
+        Ok(r) => r,
+        Err(mut e) => {
+            // A table hidden because its grant does not apply now (hours, quota): say so.
+            if e.code == "invalid_sql"
+                && let Ok(visibility) = state.access().visibility(&caller.principal).await
+            {
+                for w in visibility.withheld() {
+                    if let Ok(Some(d)) = state.catalog().dataset_by_id(w.dataset_id).await
+                        && sql.contains(&d.name)
+                    {
+                        let name = format!("{}.{}", d.unit_id, d.name);
+                        super::data::alert_on_withheld(state, caller.name(), &name, w).await;
+                        e = crate::auth::forbidden(format!(
+                            "grant {} on {name} does not apply now: {}",
+                            w.grant_id, w.reason
+                        ));
+                    }
+                }
+            }
+            event.outcome = Some(if e.status.is_client_error() && e.code != "invalid_sql" {
+                reservoir_access::Outcome::Denied
+            } else {
+                reservoir_access::Outcome::Error
+            });
+            event.detail = serde_json::json!({"sql": sql, "error": e.message}).to_string();
+            state.audit(event).await;
+            return Err(e);
         }
     };
     // Keep `limit` rows; the extra one only tells whether there were more.
@@ -89,12 +209,44 @@ pub(crate) async fn run_query(
             if take > 0 {
                 kept.push(b.slice(0, take));
             }
+            rows += take;
             truncated = true;
             break;
         }
         rows += b.num_rows();
         kept.push(b);
     }
+    let bytes: usize = kept.iter().map(|b| b.get_array_memory_size()).sum();
+    event.target = touched.names();
+    event.row_count = Some(rows as i64);
+    event.columns = kept
+        .first()
+        .map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    event.grant_id = touched.tables.iter().find_map(|(_, _, g)| *g);
+    state.audit(event).await;
+    for (dataset_id, _, grant) in &touched.tables {
+        if let Err(e) = state
+            .access()
+            .meter(caller.name(), *dataset_id, rows as i64, bytes as i64)
+            .await
+        {
+            tracing::error!("metering failed: {e}");
+        }
+        if let Some(g) = grant
+            && let Err(e) = state.access().add_rows_served(*g, rows as i64).await
+        {
+            tracing::error!("counting rows against grant {g} failed: {e}");
+        }
+    }
+    super::data::alert_on_volume(state, caller.name(), rows as i64).await;
     Ok((kept, truncated, started.elapsed().as_millis() as u64))
 }
 
@@ -190,19 +342,25 @@ fn json_value(col: &ArrayRef, fmt: &ArrayFormatter<'_>, row: usize) -> serde_jso
     tag = "query",
     request_body = SqlRequest,
     responses(
-        (status = 200, description = "Rows (JSON), or a CSV file when format is csv", body = QueryResult),
+        (status = 200, description = "Rows (JSON), or a CSV file when format is csv", content(
+            (QueryResult = "application/json"),
+            (String = "text/csv"),
+        )),
         (status = 400, description = "Invalid SQL, a statement that is not a query, or a failed query", body = crate::ErrorBody),
         (status = 408, description = "The query ran over the time limit", body = crate::ErrorBody),
     )
 )]
 pub(crate) async fn sql(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(req): ApiJson<SqlRequest>,
 ) -> ApiResult<Response> {
+    caller.require_login()?;
     if req.sql.trim().is_empty() {
         return Err(ApiError::bad_request("the query is empty"));
     }
-    let (batches, truncated, elapsed) = run_query(&state, &req.sql, req.limit).await?;
+    let (batches, truncated, elapsed) =
+        run_query(&state, &caller, &req.sql, req.limit, "sql.query").await?;
     match req.format.as_deref() {
         None | Some("json") => {
             Ok(axum::Json(to_result(&batches, None, truncated, elapsed)?).into_response())

@@ -30,16 +30,31 @@ pub(crate) struct ReportQuery {
     tag = "catalog",
     params(("id" = String, Path, description = "Unit id"), ReportQuery),
     responses(
-        (status = 200, body = OperationReport, description = "JSON; text/html or text/csv with format=html or csv"),
+        (status = 200, description = "JSON; text/html or text/csv with format=html or csv", content(
+            (OperationReport = "application/json"),
+            (String = "text/html"),
+            (String = "text/csv"),
+        )),
         (status = 400, body = crate::ErrorBody),
         (status = 404, body = crate::ErrorBody)
     )
 )]
 pub(crate) async fn report(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> ApiResult<Response> {
+    // Operators and auditors oversee every unit; a steward sees its own unit's report.
+    if caller
+        .require_roles(&[
+            reservoir_access::Role::Operator,
+            reservoir_access::Role::Auditor,
+        ])
+        .is_err()
+    {
+        caller.require_steward_of(&id)?;
+    }
     let now = chrono::Utc::now();
     let month: Month = match q.month.as_deref().filter(|m| !m.is_empty()) {
         Some(m) => m.parse()?,

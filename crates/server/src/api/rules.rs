@@ -91,8 +91,10 @@ fn existing(dir: &Path, unit: &str, name: &str) -> ApiResult<Option<PathBuf>> {
     responses((status = 200, body = RulesDocument), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     ApiPath((layer, unit, name)): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<RulesDocument>> {
+    caller.require_login()?;
     dataset(&state, &layer, &unit, &name).await?;
     let dir = rules_dir(&state)?;
     let path = existing(&dir, &unit, &name)?
@@ -114,9 +116,11 @@ pub(crate) async fn get(
     responses((status = 200, body = RulesDocument), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn put(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     ApiPath((layer, unit, name)): ApiPath<(String, String, String)>,
     ApiJson(body): ApiJson<RulesWrite>,
 ) -> ApiResult<Json<RulesDocument>> {
+    caller.require_steward_of(&unit)?;
     dataset(&state, &layer, &unit, &name).await?;
     let dir = rules_dir(&state)?.join(&unit);
     let path = existing(&rules_dir(&state)?, &unit, &name)?
@@ -128,6 +132,9 @@ pub(crate) async fn put(
     let tmp = dir.join(format!(".{name}.yaml.tmp"));
     std::fs::write(&tmp, &body.yaml).map_err(ApiError::internal)?;
     std::fs::rename(&tmp, &path).map_err(ApiError::internal)?;
+    state
+        .audit(caller.event("rules.put", &format!("{unit}.{name}")))
+        .await;
     Ok(Json(RulesDocument {
         dataset: format!("{layer}.{unit}.{name}"),
         rules: summary(&set),
@@ -141,11 +148,16 @@ pub(crate) async fn put(
     responses((status = 204, description = "Deleted"), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     ApiPath((layer, unit, name)): ApiPath<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
+    caller.require_steward_of(&unit)?;
     dataset(&state, &layer, &unit, &name).await?;
     let path = existing(&rules_dir(&state)?, &unit, &name)?
         .ok_or_else(|| ApiError::not_found(format!("{layer}.{unit}.{name} has no rules")))?;
     std::fs::remove_file(&path).map_err(ApiError::internal)?;
+    state
+        .audit(caller.event("rules.delete", &format!("{unit}.{name}")))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -83,7 +83,12 @@ fn validate(path: &std::path::Path, text: &str) -> ApiResult<SourceDef> {
 
 /// The source definitions in the home's `sources/` folder.
 #[utoipa::path(get, path = "/api/v1/sources", operation_id = "list_sources", tag = "collect", responses((status = 200, body = Vec<SourceSummary>), (status = 404, body = crate::ErrorBody)))]
-pub(crate) async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<SourceSummary>>> {
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+) -> ApiResult<Json<Vec<SourceSummary>>> {
+    // Definitions name hosts, accounts and secrets' variables: operators only.
+    caller.require_operator()?;
     let dir = sources_dir(&state)?;
     let mut out = Vec::new();
     let entries = std::fs::read_dir(&dir).map_err(ApiError::internal)?;
@@ -124,8 +129,10 @@ pub(crate) async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<So
 #[utoipa::path(get, path = "/api/v1/sources/{name}", operation_id = "get_source", tag = "collect", params(("name" = String, Path)), responses((status = 200, body = SourceDocument), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<SourceDocument>> {
+    caller.require_operator()?;
     check_name(&name)?;
     let path = sources_dir(&state)?.join(format!("{name}.toml"));
     let toml = std::fs::read_to_string(&path)
@@ -143,9 +150,11 @@ pub(crate) async fn get(
 #[utoipa::path(put, path = "/api/v1/sources/{name}", operation_id = "put_source", tag = "collect", params(("name" = String, Path)), request_body = SourceWrite, responses((status = 200, body = SourceDocument), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn put(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<SourceWrite>,
 ) -> ApiResult<Json<SourceDocument>> {
+    caller.require_operator()?;
     check_name(&name)?;
     let dir = sources_dir(&state)?;
     let path = dir.join(format!("{name}.toml"));
@@ -154,6 +163,7 @@ pub(crate) async fn put(
     let tmp = dir.join(format!(".{name}.toml.tmp"));
     std::fs::write(&tmp, &body.toml).map_err(ApiError::internal)?;
     std::fs::rename(&tmp, &path).map_err(ApiError::internal)?;
+    state.audit(caller.event("source.put", &name)).await;
     Ok(Json(SourceDocument {
         name,
         toml: body.toml,
@@ -165,12 +175,15 @@ pub(crate) async fn put(
 #[utoipa::path(delete, path = "/api/v1/sources/{name}", operation_id = "delete_source", tag = "collect", params(("name" = String, Path)), responses((status = 204, description = "Deleted"), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
+    caller.require_operator()?;
     check_name(&name)?;
     let path = sources_dir(&state)?.join(format!("{name}.toml"));
     std::fs::remove_file(&path)
         .map_err(|_| ApiError::not_found(format!("no source definition {name:?}")))?;
+    state.audit(caller.event("source.delete", &name)).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -178,8 +191,11 @@ pub(crate) async fn delete(
 #[utoipa::path(post, path = "/api/v1/sources/{name}/run", operation_id = "run_source", tag = "collect", params(("name" = String, Path)), responses((status = 200, body = Vec<RunReport>), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn run(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Vec<RunReport>>> {
+    caller.require_operator()?;
+    state.audit(caller.event("source.run", &name)).await;
     check_name(&name)?;
     let path = sources_dir(&state)?.join(format!("{name}.toml"));
     if !path.exists() {

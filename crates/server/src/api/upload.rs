@@ -57,9 +57,11 @@ pub(crate) struct UploadForm {
 )]
 pub(crate) async fn upload(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     ApiPath((layer, unit, name)): ApiPath<(String, String, String)>,
     ApiMultipart(mut form): ApiMultipart,
 ) -> ApiResult<(StatusCode, Json<RunReport>)> {
+    caller.require_steward_of(&unit)?;
     if layer != "raw" {
         return Err(ApiError::bad_request(format!(
             "uploads go into the raw layer; got layer {layer:?}"
@@ -150,6 +152,13 @@ pub(crate) async fn upload(
             for (f, (path, original)) in report.files.iter_mut().zip(staged.iter().zip(&names)) {
                 f.path = f.path.replace(&path.display().to_string(), original);
             }
+            let mut e = caller.event("data.upload", &format!("{unit}.{name}"));
+            e.row_count = Some(report.counts.rows_loaded);
+            e.detail = serde_json::json!({"files": names, "run": report.run_id,
+                "rows_read": report.counts.rows_read,
+                "rows_quarantined": report.counts.rows_quarantined})
+            .to_string();
+            state.audit(e).await;
             Ok((StatusCode::CREATED, Json(report)))
         }
         Err(e) => {

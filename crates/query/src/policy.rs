@@ -1,0 +1,359 @@
+//! The policy engine: every table a principal scans resolves through its grants.
+//!
+//! ```text
+//!   user SQL ──► planner ──► … ──► PolicyScan (a leaf: nothing of the user's gets inside)
+//!                                     │ own plan, planned and optimized apart:
+//!                                     └─ Projection: masks (per granted column)
+//!                                          └─ Filter: the grant's row filter
+//!                                               └─ Delta scan (all columns the two need)
+//! ```
+//!
+//! A granted table is a [`PolicyTable`]: its schema holds only the granted columns, typed as
+//! their masks make them (a masked column is text). Its scan is a plan of its own — row filter,
+//! then masks — wrapped in [`PolicyExec`], a leaf node that hides its input: the optimizer cannot
+//! push a user's predicate, cast or function below the masks or the row filter (filters are not
+//! pushed into the table, and a leaf has no child to push into), statistics and constraints of
+//! the raw table are not passed on (so `min`/`max`/`count` are never answered from file
+//! metadata), and `EXPLAIN` shows the node, not the raw scan, its columns or the filter.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::datasource::provider_as_source;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ExprSchemable, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, TableType, Volatility, cast, ident, lit,
+};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
+    PlanProperties, ReplaceChildrenOptions,
+};
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+use reservoir_access::mask::{MaskKey, REDACTED};
+use reservoir_access::{GrantColumn, Mask};
+
+/// A table seen through a grant.
+#[derive(Debug)]
+pub(crate) struct PolicyTable {
+    /// `unit.dataset`, for plans and messages.
+    label: String,
+    inner: Arc<dyn TableProvider>,
+    /// The granted columns, in the table's order, typed as masked.
+    schema: SchemaRef,
+    /// One expression per exposed column, over the raw table.
+    exprs: Vec<Expr>,
+    row_filter: Option<Expr>,
+    masked: usize,
+}
+
+impl PolicyTable {
+    /// Wraps `inner` in a grant's columns, masks and row filter. An unusable row filter is an
+    /// error, so the table is refused rather than shown unfiltered.
+    pub(crate) fn new(
+        label: String,
+        inner: Arc<dyn TableProvider>,
+        columns: &[GrantColumn],
+        row_filter: Option<&str>,
+        key: Option<Arc<MaskKey>>,
+    ) -> Result<Self> {
+        let raw = inner.schema();
+        let mut fields = Vec::new();
+        let mut exprs = Vec::new();
+        let mut masked = 0;
+        for field in raw.fields() {
+            let Some(grant) = columns.iter().find(|c| c.name == *field.name()) else {
+                continue;
+            };
+            let column = ident(field.name());
+            let (expr, data_type, nullable) = match grant.mask {
+                Mask::None => (column, field.data_type().clone(), field.is_nullable()),
+                Mask::Null => (
+                    lit(ScalarValue::try_from(field.data_type())?),
+                    field.data_type().clone(),
+                    true,
+                ),
+                mask => {
+                    let udf = ScalarUDF::new_from_impl(MaskUdf::new(mask, key.clone()));
+                    (
+                        udf.call(vec![cast(column, DataType::Utf8)]),
+                        DataType::Utf8,
+                        true,
+                    )
+                }
+            };
+            if !grant.mask.is_none() {
+                masked += 1;
+            }
+            fields.push(Field::new(field.name(), data_type, nullable));
+            exprs.push(expr.alias(field.name()));
+        }
+        let row_filter = match row_filter.map(str::trim).filter(|f| !f.is_empty()) {
+            Some(sql) => Some(parse_row_filter(&label, sql, raw.as_ref())?),
+            None => None,
+        };
+        Ok(Self {
+            label,
+            inner,
+            schema: Arc::new(Schema::new(fields)),
+            exprs,
+            row_filter,
+            masked,
+        })
+    }
+}
+
+/// Parses a grant's row filter against the raw table's columns; it must be a condition.
+pub fn parse_row_filter(table: &str, sql: &str, raw: &Schema) -> Result<Expr> {
+    let schema = DFSchema::try_from(raw.clone())?;
+    let expr = SessionContext::new()
+        .parse_sql_expr(sql, &schema)
+        .map_err(|e| {
+            DataFusionError::Plan(format!(
+                "the row filter {sql:?} of {table} is not usable: {e}"
+            ))
+        })?;
+    let data_type = expr.get_type(&schema).map_err(|e| {
+        DataFusionError::Plan(format!(
+            "the row filter {sql:?} of {table} is not usable: {e}"
+        ))
+    })?;
+    if data_type != DataType::Boolean {
+        return Err(DataFusionError::Plan(format!(
+            "the row filter {sql:?} of {table} is a {data_type} expression; expected a condition \
+             (true or false for each row), e.g. street = '方松街道'"
+        )));
+    }
+    Ok(expr)
+}
+
+#[async_trait]
+impl TableProvider for PolicyTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (schema, exprs) = match projection {
+            Some(p) => (
+                Arc::new(self.schema.project(p)?),
+                p.iter().map(|i| self.exprs[*i].clone()).collect::<Vec<_>>(),
+            ),
+            None => (self.schema.clone(), self.exprs.clone()),
+        };
+        let mut plan = LogicalPlanBuilder::scan(
+            datafusion::common::TableReference::bare(self.label.as_str()),
+            provider_as_source(self.inner.clone()),
+            None,
+        )?;
+        if let Some(filter) = &self.row_filter {
+            plan = plan.filter(filter.clone())?;
+        }
+        let plan = plan.project(exprs)?.build()?;
+        let input = state.create_physical_plan(&plan).await?;
+        Ok(Arc::new(PolicyExec::new(
+            self.label.clone(),
+            schema,
+            input,
+            self.row_filter.is_some(),
+            self.masked,
+        )))
+    }
+}
+
+/// The scan of a granted table: a leaf that runs its own, hidden plan.
+#[derive(Debug)]
+pub(crate) struct PolicyExec {
+    label: String,
+    schema: SchemaRef,
+    input: Arc<dyn ExecutionPlan>,
+    filtered: bool,
+    masked: usize,
+    properties: Arc<PlanProperties>,
+}
+
+impl PolicyExec {
+    fn new(
+        label: String,
+        schema: SchemaRef,
+        input: Arc<dyn ExecutionPlan>,
+        filtered: bool,
+        masked: usize,
+    ) -> Self {
+        let partitions = input.properties().partitioning.partition_count();
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Self {
+            label,
+            schema,
+            input,
+            filtered,
+            masked,
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for PolicyExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "PolicyScan: {}, columns={}, masked={}, row_filter={}",
+            self.label,
+            self.schema.fields().len(),
+            self.masked,
+            if self.filtered { "yes" } else { "no" }
+        )
+    }
+}
+
+impl ExecutionPlan for PolicyExec {
+    fn name(&self) -> &str {
+        "PolicyScan"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let schema = self.schema.clone();
+        let stream = self.input.execute(partition, context)?;
+        let out = schema.clone();
+        let batches = stream.map(move |batch| {
+            let batch = batch?;
+            // The hidden plan's fields may differ in nullability or metadata; the values are
+            // what the exposed schema says.
+            // (A count(*) reads no column: keep the row count.)
+            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            Ok(RecordBatch::try_new_with_options(
+                out.clone(),
+                batch.columns().to_vec(),
+                &options,
+            )?)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+    }
+}
+
+/// A text mask as a scalar function over a column cast to text.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct MaskUdf {
+    mask: Mask,
+    key: Option<Arc<MaskKey>>,
+    name: String,
+    signature: Signature,
+}
+
+impl MaskUdf {
+    fn new(mask: Mask, key: Option<Arc<MaskKey>>) -> Self {
+        let name = format!("mask_{}", mask.to_string().replace([':', ','], "_"));
+        Self {
+            mask,
+            key,
+            name,
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+        }
+    }
+
+    fn apply(&self, value: &str) -> Option<String> {
+        match (self.mask, &self.key) {
+            (Mask::Hash, Some(key)) => Some(key.hash(value)),
+            // Without the key a hash mask cannot be computed; fail closed.
+            (Mask::Hash, None) => Some(REDACTED.to_string()),
+            (mask, _) => mask.apply_text(value),
+        }
+    }
+}
+
+impl ScalarUDFImpl for MaskUdf {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let Some(arg) = args.args.into_iter().next() else {
+            return Err(DataFusionError::Internal(format!(
+                "{} takes one argument",
+                self.name
+            )));
+        };
+        let array: ArrayRef = arg.into_array(rows)?;
+        let Some(text) = array.as_any().downcast_ref::<StringArray>() else {
+            return Err(DataFusionError::Internal(format!(
+                "{} expects text, got {}",
+                self.name,
+                array.data_type()
+            )));
+        };
+        let masked: StringArray = text.iter().map(|v| v.and_then(|v| self.apply(v))).collect();
+        Ok(ColumnarValue::Array(Arc::new(masked)))
+    }
+}
