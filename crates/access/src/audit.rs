@@ -89,8 +89,15 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
-    /// The hash this entry's content and position call for.
+    /// The hash this entry's content and position call for, in an unkeyed chain.
     pub fn expected_hash(&self) -> String {
+        self.expected_hash_with(None)
+    }
+
+    /// The hash this entry's content and position call for: HMAC-SHA-256 with the audit key
+    /// when the chain is keyed (a home's always is), so that someone who can edit the database
+    /// but not read the key cannot recompute the chain after an edit.
+    pub fn expected_hash_with(&self, key: Option<&crate::mask::MaskKey>) -> String {
         let opt = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
         let text = [
             self.prev_hash.as_str(),
@@ -113,7 +120,10 @@ impl AuditEntry {
         .map(|f| format!("{}:{f}", f.len()))
         .collect::<Vec<_>>()
         .join("\u{1f}");
-        crate::secret::sha256_hex(&text)
+        match key {
+            Some(k) => k.mac_hex(&text),
+            None => crate::secret::sha256_hex(&text),
+        }
     }
 }
 
@@ -180,6 +190,15 @@ impl Access {
     /// Writers in one process take turns; writers in several processes race on the primary key
     /// (`seq`) and the loser re-reads the head and tries again.
     pub async fn audit(&self, event: AuditEvent) -> Result<AuditEntry> {
+        let event = AuditEvent {
+            actor: clip(&event.actor, 128),
+            target: clip(&event.target, 512),
+            columns: clip(&event.columns, 4096),
+            purpose: clip(&event.purpose, 1024),
+            client: clip(&event.client, 256),
+            detail: clip(&event.detail, 65_536),
+            ..event
+        };
         let _turn = self.audit_lock().lock().await;
         for _attempt in 0..20 {
             let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
@@ -208,7 +227,7 @@ impl Access {
                 prev_hash,
                 hash: String::new(),
             };
-            entry.hash = entry.expected_hash();
+            entry.hash = entry.expected_hash_with(self.audit_key());
             let inserted = sqlx::query(&format!(
                 "INSERT INTO audit_log ({ENTRY_COLUMNS})
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
@@ -324,7 +343,7 @@ impl Access {
                         entry.seq - 1
                     )));
                 }
-                if entry.hash != entry.expected_hash() {
+                if entry.hash != entry.expected_hash_with(self.audit_key()) {
                     return Ok(broken(format!(
                         "entry {}'s content does not match its hash (edited: {} by {} at {})",
                         entry.seq, entry.action, entry.actor, entry.at
@@ -353,6 +372,18 @@ impl Access {
         .await?;
         Ok(row.try_get(0)?)
     }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary, marked when cut.
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 fn like_escape(s: &str) -> String {

@@ -320,6 +320,11 @@ impl Access {
         approval: &Approval,
     ) -> Result<(AccessRequest, Grant)> {
         let (request, dataset) = self.pending_request_for_decision(id, by).await?;
+        if by.user.as_deref() == Some(request.requester.as_str()) {
+            return Err(Error::Forbidden(
+                "a request is decided by someone other than its requester".into(),
+            ));
+        }
         let columns = match &approval.columns {
             Some(narrowed) => {
                 for c in narrowed {
@@ -481,6 +486,11 @@ impl Access {
                 kind: "account",
                 name: new.user_id.clone(),
             })?;
+        if by.user.as_deref() == Some(user.id.as_str()) {
+            return Err(Error::Forbidden(
+                "nobody grants themselves access; another steward or an operator must".into(),
+            ));
+        }
         let names: Vec<String> = new.columns.iter().map(|c| c.name.clone()).collect();
         self.check_columns(&dataset, &names).await?;
         if names.iter().collect::<BTreeSet<_>>().len() != names.len() {

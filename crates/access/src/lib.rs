@@ -39,14 +39,28 @@ pub use policy::{TableAccess, Visibility};
 pub struct Access {
     catalog: Catalog,
     audit_lock: Arc<tokio::sync::Mutex<()>>,
+    audit_key: Option<Arc<mask::MaskKey>>,
 }
 
 impl Access {
+    /// The access tables of `catalog`, with an unkeyed audit chain (tests, tools). A home keys
+    /// its chain: [`Access::with_audit_key`].
     pub fn new(catalog: Catalog) -> Self {
         Self {
             catalog,
             audit_lock: Arc::new(tokio::sync::Mutex::new(())),
+            audit_key: None,
         }
+    }
+
+    /// Chains the audit log with HMAC under `key` (kept outside the database).
+    pub fn with_audit_key(mut self, key: Arc<mask::MaskKey>) -> Self {
+        self.audit_key = Some(key);
+        self
+    }
+
+    fn audit_key(&self) -> Option<&mask::MaskKey> {
+        self.audit_key.as_deref()
     }
 
     pub fn catalog(&self) -> &Catalog {

@@ -50,7 +50,9 @@ impl Mask {
     /// The default mask for a field of a PII kind (as the PII scan names them).
     pub fn for_pii(kind: &str) -> Self {
         match kind {
-            "resident_id" => Self::Keep { first: 6, last: 4 },
+            // Six leading and four trailing digits plus a birth date (often granted too) give the
+            // whole number back: a keyed hash, still joinable.
+            "resident_id" => Self::Hash,
             "mobile_phone" => Self::Keep { first: 3, last: 4 },
             "email" => Self::Keep { first: 2, last: 0 },
             "person_name" => Self::Keep { first: 1, last: 0 },
@@ -173,6 +175,26 @@ impl MaskKey {
         Ok(Self(bytes))
     }
 
+    /// The key of one principal's pseudonyms: HMAC(platform key, `principal:<name>`). Each
+    /// consumer gets its own pseudonyms — stable across all the datasets it is granted, so its
+    /// joins work, but unlike anyone else's, so two consumers' extracts cannot be linked and a
+    /// table of chosen values hashed for one principal says nothing about another's.
+    pub fn for_principal(&self, name: &str) -> MaskKey {
+        self.derive(&format!("principal:{name}"))
+    }
+
+    /// A key derived from this one for a purpose (`open` for open-data snapshots).
+    pub fn derive(&self, context: &str) -> MaskKey {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0);
+        MaskKey(ring::hmac::sign(&key, context.as_bytes()).as_ref().to_vec())
+    }
+
+    /// HMAC-SHA-256 of `text`, all 32 bytes as hex.
+    pub fn mac_hex(&self, text: &str) -> String {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0);
+        hex::encode(ring::hmac::sign(&key, text.as_bytes()).as_ref())
+    }
+
     /// HMAC-SHA-256 of `value`, the first 16 bytes as 32 hex digits.
     pub fn hash(&self, value: &str) -> String {
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0);
@@ -203,17 +225,37 @@ pub fn year_of_text(value: &str) -> Option<String> {
     (digits.len() == 4 && digits.chars().all(|c| c.is_ascii_digit())).then_some(digits)
 }
 
-/// An address cut after its first street (街道), town (镇) or township (乡); failing those, after
-/// its district or county (区 / 县); failing that, redacted.
+/// An address cut after its street, town or township (街道 / 镇 / 乡); failing those, after its
+/// district or county (区 / 县); failing that, redacted. A marker counts only inside the
+/// administrative head of the address: no digit, bracket or punctuation before it, and for 区
+/// not the end of a word like 小区, 社区, 园区, 校区 or 景区.
 pub fn street_of(value: &str) -> String {
+    let head_ok = |prefix: &str| {
+        !prefix.is_empty()
+            && prefix.chars().count() <= 24
+            && !prefix.chars().any(|c| {
+                c.is_ascii_digit()
+                    || ('０'..='９').contains(&c)
+                    || "()（）[]【】,，;；:：、 #号栋楼室".contains(c)
+            })
+    };
     for marker in ["街道", "镇", "乡"] {
-        if let Some(i) = value.find(marker) {
+        if let Some(i) = value.find(marker)
+            && head_ok(&value[..i])
+        {
             return format!("{}{REDACTED}", &value[..i + marker.len()]);
         }
     }
     for marker in ["区", "县"] {
-        if let Some(i) = value.find(marker) {
-            return format!("{}{REDACTED}", &value[..i + marker.len()]);
+        for (i, _) in value.match_indices(marker) {
+            let prefix = &value[..i];
+            let word_end = prefix
+                .chars()
+                .last()
+                .is_some_and(|c| "小社园校景街".contains(c));
+            if !word_end && head_ok(prefix) {
+                return format!("{}{REDACTED}", &value[..i + marker.len()]);
+            }
         }
     }
     REDACTED.to_string()
@@ -249,6 +291,11 @@ mod tests {
         assert_eq!(street_of("某县城关镇人民路1号"), "某县城关镇******");
         assert_eq!(street_of("松江区某路1号"), "松江区******");
         assert_eq!(street_of("人民路1号"), REDACTED);
+        // Words that end in 区 and markers after the house number are no district or street.
+        assert_eq!(street_of("人民路88号阳光小区3栋1201室"), REDACTED);
+        assert_eq!(street_of("阳光小区3栋1201室"), REDACTED);
+        assert_eq!(street_of("丽水新村12号楼302室(近方松街道)"), REDACTED);
+        assert_eq!(street_of("上海市松江区阳光小区3栋"), "上海市松江区******");
     }
 
     #[test]
@@ -277,6 +324,11 @@ mod tests {
         assert_ne!(a.hash("110101199003071234"), b.hash("110101199003071234"));
         assert_eq!(a.hash("x").len(), 32);
         assert_eq!(format!("{a:?}"), "MaskKey(…)");
+        // Per principal: stable for one, different between two.
+        let x = a.for_principal("analyst");
+        assert_eq!(x.hash("1"), a.for_principal("analyst").hash("1"));
+        assert_ne!(x.hash("1"), a.for_principal("other").hash("1"));
+        assert_ne!(x.hash("1"), a.hash("1"));
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct Withheld {
 /// Everything a principal may read, resolved once per request or session.
 #[derive(Debug, Clone, Default)]
 pub struct Visibility {
+    /// Whose it is (keyed-hash masks are computed with this principal's own key).
+    principal: Option<String>,
     /// Every dataset, unmasked (operators).
     all: bool,
     /// Units whose datasets are visible unmasked (a steward's own unit).
@@ -103,6 +105,11 @@ impl Visibility {
         self.all
     }
 
+    /// The principal this visibility belongs to (`None`: the local CLI, or nobody).
+    pub fn principal(&self) -> Option<&str> {
+        self.principal.as_deref()
+    }
+
     /// The grants in force, by dataset id.
     pub fn grants(&self) -> &BTreeMap<i64, Grant> {
         &self.grants
@@ -126,10 +133,19 @@ fn within_hours(hours: &str, now: chrono::DateTime<Utc>) -> bool {
 impl Access {
     /// Resolves what `principal` may read now.
     pub async fn visibility(&self, principal: &Principal) -> Result<Visibility> {
-        let mut vis = Visibility::default();
+        let mut vis = Visibility {
+            principal: principal.user.clone(),
+            ..Visibility::default()
+        };
         if principal.grant_scope.is_none() {
             match principal.role {
-                Role::Operator => return Ok(Visibility::everything()),
+                Role::Operator => {
+                    return Ok(Visibility {
+                        principal: principal.user.clone(),
+                        all: true,
+                        ..Visibility::default()
+                    });
+                }
                 Role::Steward => vis.full_units.extend(principal.unit_id.clone()),
                 Role::Consumer | Role::Auditor | Role::Public => {}
             }
@@ -142,12 +158,14 @@ impl Access {
         }
         let now = Utc::now();
         let stamp = format_ts(now);
-        // Newest first: where several grants cover one dataset, the newest applies.
+        // Newest first: where several grants cover one dataset, the newest in force applies —
+        // and when it is withheld (hours, quota), no older one stands in for it.
+        let mut decided = std::collections::BTreeSet::new();
         for grant in self.grants(Some(user), None).await? {
             if principal.grant_scope.is_some_and(|g| g != grant.id) {
                 continue;
             }
-            if !grant.active_at(&stamp) || vis.grants.contains_key(&grant.dataset_id) {
+            if !grant.active_at(&stamp) || !decided.insert(grant.dataset_id) {
                 continue;
             }
             let withhold = |reason: String| Withheld {

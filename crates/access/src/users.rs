@@ -38,19 +38,20 @@ fn user_from_row(r: &AnyRow) -> Result<User> {
     })
 }
 
-/// Checks a login name: letters, digits, `.`, `_`, `-`; 2–64 characters.
+/// Checks a login name: lowercase ASCII letters, digits, `.`, `_`, `-`, `@`; 2–64 characters —
+/// so no two logins look alike (`admin`, `Admin`, Cyrillic `аdmin`, full-width `ａｄｍｉｎ`).
 fn check_login(id: &str) -> Result<()> {
-    let ok = (2..=64).contains(&id.chars().count())
-        && id
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    let ok = (2..=64).contains(&id.len())
+        && id.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '@')
+        });
     if ok && id != "public" && id != "local" {
         Ok(())
     } else {
         Err(Error::invalid(
             "login name",
             format!(
-                "{id:?}: use 2–64 letters, digits, '.', '_', '-' or '@' (not \"public\" or \"local\")"
+                "{id:?}: use 2–64 lowercase ASCII letters, digits, '.', '_', '-' or '@' (not \"public\" or \"local\"); put the person's name in the display name"
             ),
         ))
     }
@@ -204,7 +205,9 @@ impl Access {
         Ok(())
     }
 
-    /// Sets a new password. `must_change` marks one set by someone else (a reset).
+    /// Sets a new password. `must_change` marks one set by someone else (a reset): a reset also
+    /// revokes the account's API tokens, since it is what one does when an account may be in
+    /// the wrong hands.
     pub async fn set_password(&self, id: &str, password: &str, must_change: bool) -> Result<()> {
         secret::check_password_policy(password)?;
         let hash = secret::hash_password(password)?;
@@ -223,6 +226,15 @@ impl Access {
                 kind: "account",
                 name: id.to_string(),
             });
+        }
+        if must_change {
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(format_ts(Utc::now()))
+            .bind(id)
+            .execute(self.pool())
+            .await?;
         }
         self.end_sessions(id).await
     }
@@ -274,7 +286,9 @@ impl Access {
             return Err(refused());
         }
         if user.disabled {
-            return Err(Error::Unauthorized("this account is disabled".into()));
+            // The same answer as a wrong password: a refusal must not confirm the password.
+            tracing::info!(account = id, "login to a disabled account refused");
+            return Err(refused());
         }
         let stamp = format_ts(now);
         sqlx::query(
@@ -473,6 +487,11 @@ impl Access {
             Some(u) if !u.disabled => u,
             _ => return Err(refused("its account is disabled")),
         };
+        if user.must_change {
+            return Err(refused(
+                "its account must set a new password first (log in to the console)",
+            ));
+        }
         let grant_scope: Option<i64> = row.try_get("grant_id")?;
         sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(&now)

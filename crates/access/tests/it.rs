@@ -150,11 +150,14 @@ async fn accounts_and_lockout(catalog: Catalog, _raw: Raw) {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("at least 10"), "{err}");
-    let err = access
-        .create_user(&user("a b", Role::Auditor, None))
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("login name"), "{err}");
+    // Logins are lowercase ASCII: no two look alike.
+    for bad in ["a b", "Admin", "аdmin", "ＡＤＭＩＮ"] {
+        let err = access
+            .create_user(&user(bad, Role::Auditor, None))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("login name"), "{bad}: {err}");
+    }
 
     // Logins: wrong name and wrong password read the same.
     let ok = access
@@ -212,11 +215,12 @@ async fn accounts_and_lockout(catalog: Catalog, _raw: Raw) {
     let s2 = access.login("admin", "New-Password-2", "").await.unwrap();
     access.set_disabled("admin", true).await.unwrap();
     assert!(access.session(&s2.cookie).await.unwrap().is_none());
+    // …with the same answer as a wrong password, so it confirms nothing about the password.
     let err = access
         .authenticate("admin", "New-Password-2")
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("disabled"), "{err}");
+    assert_eq!(err.to_string(), wrong_pass);
 }
 on_both_backends!(accounts, accounts_and_lockout);
 
@@ -480,7 +484,7 @@ async fn requests_and_grants(catalog: Catalog, raw: Raw) {
             },
             GrantColumn {
                 name: "id_card".into(),
-                mask: Mask::Keep { first: 6, last: 4 }
+                mask: Mask::Hash
             },
             GrantColumn {
                 name: "phone".into(),
@@ -534,6 +538,93 @@ async fn requests_and_grants(catalog: Catalog, raw: Raw) {
     assert!(matches!(err, Error::Forbidden(_)), "{err}");
     let withdrawn = access.withdraw(third.id, &consumer).await.unwrap();
     assert_eq!(withdrawn.status, RequestStatus::Withdrawn);
+
+    // Nobody decides their own request or grants themselves access.
+    let own = access
+        .file_request(
+            &Principal::of(&steward),
+            &NewRequest {
+                columns: vec!["name".into()],
+                ..new.clone()
+            },
+        )
+        .await
+        .unwrap();
+    let err = access
+        .approve(own.id, &Principal::of(&steward), &Approval::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Forbidden(_)), "{err}");
+    let err = access
+        .create_grant(
+            &Principal::of(&steward),
+            &NewGrant {
+                user_id: "mz".into(),
+                dataset_id: ds,
+                columns: vec![GrantColumn {
+                    name: "name".into(),
+                    mask: Mask::None,
+                }],
+                row_filter: None,
+                purpose: "自己给自己".into(),
+                request_id: None,
+                starts_at: None,
+                expires_at: reservoir_catalog::format_ts(Utc::now() + Duration::days(1)),
+                hours: None,
+                rate_per_minute: None,
+                row_quota: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Forbidden(_)), "{err}");
+
+    // When the newest grant on a dataset is withheld, an older, broader one does not stand in.
+    let broad = NewGrant {
+        user_id: "analyst".into(),
+        dataset_id: ds,
+        columns: vec![
+            GrantColumn {
+                name: "name".into(),
+                mask: Mask::None,
+            },
+            GrantColumn {
+                name: "age".into(),
+                mask: Mask::None,
+            },
+        ],
+        row_filter: None,
+        purpose: "较宽的旧授权".into(),
+        request_id: None,
+        starts_at: None,
+        expires_at: reservoir_catalog::format_ts(Utc::now() + Duration::days(1)),
+        hours: None,
+        rate_per_minute: None,
+        row_quota: None,
+    };
+    let operator = Principal::local_operator();
+    access.create_grant(&operator, &broad).await.unwrap();
+    let narrow = access
+        .create_grant(
+            &operator,
+            &NewGrant {
+                columns: vec![GrantColumn {
+                    name: "name".into(),
+                    mask: Mask::None,
+                }],
+                row_quota: Some(1),
+                ..broad.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        access.visibility(&consumer).await.unwrap().grants()[&ds].id,
+        narrow.id
+    );
+    access.add_rows_served(narrow.id, 1).await.unwrap();
+    let vis = access.visibility(&consumer).await.unwrap();
+    assert!(!vis.grants().contains_key(&ds), "{:?}", vis.grants());
 
     // At the highest sensitivity every personal field defaults to a keyed hash.
     raw.exec(&format!(
@@ -676,6 +767,38 @@ async fn audit_tampering(catalog: Catalog, raw: Raw) {
         "{}",
         broken.problem
     );
+
+    // A keyed chain: whoever edits an entry and recomputes every later hash without the key
+    // still breaks it.
+    raw.exec("DELETE FROM audit_log").await;
+    let key = std::sync::Arc::new(reservoir_access::mask::MaskKey::from_bytes(
+        b"audit key 0123456789",
+    ));
+    let keyed = access.clone().with_audit_key(key.clone());
+    write_chain(&keyed, 5).await;
+    assert!(keyed.verify_audit().await.unwrap().broken.is_none());
+    assert!(
+        access.verify_audit().await.unwrap().broken.is_some(),
+        "unkeyed reading of a keyed chain"
+    );
+    let mut entries = keyed.audit_entries(&AuditFilter::default()).await.unwrap();
+    entries.reverse();
+    let mut prev = reservoir_access::audit::GENESIS.to_string();
+    for mut e in entries {
+        if e.seq == 2 {
+            e.actor = "someone else".into();
+        }
+        e.prev_hash = prev.clone();
+        e.hash = e.expected_hash();
+        raw.exec(&format!(
+            "UPDATE audit_log SET actor = '{}', prev_hash = '{}', hash = '{}' WHERE seq = {}",
+            e.actor, e.prev_hash, e.hash, e.seq
+        ))
+        .await;
+        prev = e.hash;
+    }
+    let broken = keyed.verify_audit().await.unwrap().broken.unwrap();
+    assert_eq!(broken.seq, 1, "{}", broken.problem);
 }
 on_both_backends!(audit_chain, audit_tampering);
 

@@ -20,6 +20,7 @@ pub mod directory;
 mod error;
 pub mod lineage;
 mod model;
+pub mod open;
 pub mod owner;
 pub mod report;
 pub mod search;

@@ -251,6 +251,17 @@ pub struct OperationReport {
     pub not_yet: Vec<String>,
 }
 
+impl OperationReport {
+    /// Drops the failing rules' examples — keys, values and reasons quote the data — for readers
+    /// who may not see the unit's data whole (auditors, other units). Counts stay.
+    pub fn without_examples(mut self) -> Self {
+        for rule in &mut self.quality.top_rules {
+            rule.examples.clear();
+        }
+        self
+    }
+}
+
 /// Sharing of a unit's datasets in a month (from the request, grant and usage tables).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SharingTally {

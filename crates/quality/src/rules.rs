@@ -257,6 +257,20 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
+    /// The other datasets the rules read (`referential`, `consistent`), as written
+    /// (`unit.dataset` or `layer.unit.dataset`).
+    pub fn references(&self) -> Vec<&str> {
+        self.rules
+            .iter()
+            .filter_map(|r| match &r.check {
+                Check::Referential { reference, .. } | Check::Consistent { reference, .. } => {
+                    Some(reference.as_str())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Reads and checks a rules file; errors name the file, the rule and the field.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::Rules {

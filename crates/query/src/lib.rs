@@ -17,6 +17,7 @@
 mod error;
 pub mod output;
 pub mod policy;
+pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub use error::{Error, Result};
 #[derive(Clone)]
 pub struct QueryEngine {
     ctx: SessionContext,
+    /// Rows read through each grant in this session.
+    budgets: Vec<Arc<policy::RowBudget>>,
 }
 
 impl QueryEngine {
@@ -64,6 +67,11 @@ impl QueryEngine {
             .with_information_schema(true)
             .with_default_catalog_and_schema(Layer::Raw.as_str(), "public");
         let runtime = Arc::new(RuntimeEnv::default());
+        // Pseudonyms are the principal's own (see `MaskKey::for_principal`).
+        let key = match visibility.principal() {
+            Some(name) => key.map(|k| Arc::new(k.for_principal(name))),
+            None => key,
+        };
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime.clone())
@@ -72,8 +80,8 @@ impl QueryEngine {
         let ctx = SessionContext::new_with_state(state);
 
         // layer → unit → table name → how it is seen
-        let mut layout: BTreeMap<Layer, BTreeMap<String, BTreeMap<String, TableAccess>>> =
-            BTreeMap::new();
+        let mut layout: BTreeMap<Layer, BTreeMap<String, BTreeMap<String, Seen>>> = BTreeMap::new();
+        let mut budgets = Vec::new();
         for layer in Layer::ALL {
             layout.entry(layer).or_default();
         }
@@ -85,12 +93,23 @@ impl QueryEngine {
                 continue;
             };
             let full = access == TableAccess::Full;
+            let budget = access.grant_id().map(|g| {
+                let left = visibility
+                    .grants()
+                    .values()
+                    .find(|x| x.id == g)
+                    .and_then(|x| x.rows_left())
+                    .map(|n| n.max(0) as u64);
+                let b = Arc::new(policy::RowBudget::new(g, left));
+                budgets.push(b.clone());
+                b
+            });
             layout
                 .entry(layer)
                 .or_default()
                 .entry(d.unit_id.clone())
                 .or_default()
-                .insert(d.name.clone(), access);
+                .insert(d.name.clone(), (access, budget));
             // Quarantine and quality tables hold raw values: only with full access.
             if layer == Layer::Raw && full {
                 for derived in [Layer::Quarantine, Layer::Quality] {
@@ -99,7 +118,7 @@ impl QueryEngine {
                         .or_default()
                         .entry(d.unit_id.clone())
                         .or_default()
-                        .insert(d.name.clone(), TableAccess::Full);
+                        .insert(d.name.clone(), (TableAccess::Full, None));
                 }
             }
         }
@@ -120,7 +139,16 @@ impl QueryEngine {
                 .collect();
             ctx.register_catalog(layer.as_str(), Arc::new(LayerCatalog { schemas }));
         }
-        Ok(Self { ctx })
+        Ok(Self { ctx, budgets })
+    }
+
+    /// Rows read through each grant so far in this session: (grant, rows).
+    pub fn rows_read(&self) -> Vec<(i64, u64)> {
+        self.budgets
+            .iter()
+            .map(|b| (b.grant_id, b.used()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     /// The DataFusion context, for callers that build plans themselves.
@@ -144,6 +172,26 @@ impl QueryEngine {
     }
 }
 
+/// The tables a plan scans and the columns it reads of each (`unit.name` or
+/// `layer.unit.name`, as the query named them), for the audit log.
+pub fn scanned_tables(plan: &datafusion::logical_expr::LogicalPlan) -> Vec<(String, Vec<String>)> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut out = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node {
+            let cols = scan
+                .projected_schema
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            out.push((scan.table_name.to_string(), cols));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    out
+}
+
 /// Checks a grant's row filter against the raw table `unit.name`: it must parse, name only the
 /// table's columns and be a condition. Approvals call this before provisioning a grant.
 pub async fn validate_row_filter(lake: &Lake, unit: &str, name: &str, sql: &str) -> Result<()> {
@@ -158,7 +206,7 @@ pub async fn validate_row_filter(lake: &Lake, unit: &str, name: &str, sql: &str)
 }
 
 /// Refuses anything but queries before planning, with a message that names the statement.
-fn check_read_only(sql: &str) -> Result<()> {
+pub fn check_read_only(sql: &str) -> Result<()> {
     let statements = match Parser::parse_sql(&GenericDialect {}, sql) {
         Ok(s) => s,
         // Let DataFusion report syntax errors in its own words.
@@ -208,10 +256,13 @@ struct UnitSchema {
     lake: Lake,
     layer: Layer,
     unit: String,
-    tables: BTreeMap<String, TableAccess>,
+    tables: BTreeMap<String, Seen>,
     runtime: Arc<RuntimeEnv>,
     key: Option<Arc<MaskKey>>,
 }
+
+/// How a table is seen, and the row budget of its grant.
+type Seen = (TableAccess, Option<Arc<policy::RowBudget>>);
 
 impl std::fmt::Debug for UnitSchema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -229,7 +280,7 @@ impl SchemaProvider for UnitSchema {
     }
 
     async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
-        let Some(access) = self.tables.get(name) else {
+        let Some((access, budget)) = self.tables.get(name) else {
             return Ok(None);
         };
         let table = TableRef::new(self.layer, &self.unit, name);
@@ -270,6 +321,10 @@ impl SchemaProvider for UnitSchema {
                          changed); ask the dataset's steward to renew it"
                     ))
                 })?;
+                let table = match budget {
+                    Some(b) => table.with_budget(b.clone()),
+                    None => table,
+                };
                 Ok(Some(Arc::new(table)))
             }
         }

@@ -44,6 +44,46 @@ use futures::StreamExt;
 use reservoir_access::mask::{MaskKey, REDACTED};
 use reservoir_access::{GrantColumn, Mask};
 
+/// Rows a grant's scans have read in one session, against what its quota has left. An aggregate
+/// counts every row it reads, not the one it returns: a quota is rows read from the table.
+#[derive(Debug)]
+pub struct RowBudget {
+    pub grant_id: i64,
+    /// Rows the quota has left (`None`: no quota).
+    pub limit: Option<u64>,
+    used: std::sync::atomic::AtomicU64,
+}
+
+impl RowBudget {
+    pub fn new(grant_id: i64, limit: Option<u64>) -> Self {
+        Self {
+            grant_id,
+            limit,
+            used: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Rows read so far.
+    pub fn used(&self) -> u64 {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn take(&self, rows: u64) -> Result<()> {
+        let used = self
+            .used
+            .fetch_add(rows, std::sync::atomic::Ordering::Relaxed)
+            + rows;
+        match self.limit {
+            Some(limit) if used > limit => Err(DataFusionError::ResourcesExhausted(format!(
+                "grant {} allows {limit} more rows to be read and this query reads more \
+                 (aggregates count every row they read); narrow it or ask for a larger quota",
+                self.grant_id
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A table seen through a grant.
 #[derive(Debug)]
 pub(crate) struct PolicyTable {
@@ -56,6 +96,7 @@ pub(crate) struct PolicyTable {
     exprs: Vec<Expr>,
     row_filter: Option<Expr>,
     masked: usize,
+    budget: Option<Arc<RowBudget>>,
 }
 
 impl PolicyTable {
@@ -110,7 +151,14 @@ impl PolicyTable {
             exprs,
             row_filter,
             masked,
+            budget: None,
         })
+    }
+
+    /// Counts (and caps) the rows its scans read.
+    pub(crate) fn with_budget(mut self, budget: Arc<RowBudget>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 }
 
@@ -153,7 +201,7 @@ impl TableProvider for PolicyTable {
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
-        _limit: Option<usize>,
+        limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let (schema, exprs) = match projection {
             Some(p) => (
@@ -170,14 +218,20 @@ impl TableProvider for PolicyTable {
         if let Some(filter) = &self.row_filter {
             plan = plan.filter(filter.clone())?;
         }
-        let plan = plan.project(exprs)?.build()?;
-        let input = state.create_physical_plan(&plan).await?;
+        let mut plan = plan.project(exprs)?;
+        // DataFusion offers a limit only when nothing above the scan filters its rows: the first
+        // `limit` visible rows are then all the query needs (and all the quota is charged).
+        if let Some(n) = limit {
+            plan = plan.limit(0, Some(n))?;
+        }
+        let input = state.create_physical_plan(&plan.build()?).await?;
         Ok(Arc::new(PolicyExec::new(
             self.label.clone(),
             schema,
             input,
             self.row_filter.is_some(),
             self.masked,
+            self.budget.clone(),
         )))
     }
 }
@@ -190,6 +244,7 @@ pub(crate) struct PolicyExec {
     input: Arc<dyn ExecutionPlan>,
     filtered: bool,
     masked: usize,
+    budget: Option<Arc<RowBudget>>,
     properties: Arc<PlanProperties>,
 }
 
@@ -200,6 +255,7 @@ impl PolicyExec {
         input: Arc<dyn ExecutionPlan>,
         filtered: bool,
         masked: usize,
+        budget: Option<Arc<RowBudget>>,
     ) -> Self {
         let partitions = input.properties().partitioning.partition_count();
         let properties = Arc::new(PlanProperties::new(
@@ -214,6 +270,7 @@ impl PolicyExec {
             input,
             filtered,
             masked,
+            budget,
             properties,
         }
     }
@@ -278,8 +335,12 @@ impl ExecutionPlan for PolicyExec {
         let schema = self.schema.clone();
         let stream = self.input.execute(partition, context)?;
         let out = schema.clone();
+        let budget = self.budget.clone();
         let batches = stream.map(move |batch| {
             let batch = batch?;
+            if let Some(b) = &budget {
+                b.take(batch.num_rows() as u64)?;
+            }
             // The hidden plan's fields may differ in nullability or metadata; the values are
             // what the exposed schema says.
             // (A count(*) reads no column: keep the row count.)

@@ -6,6 +6,7 @@ pub mod check;
 pub mod collect;
 pub mod demo;
 pub mod init;
+pub mod publish;
 pub mod receipt;
 pub mod report;
 pub mod serve;

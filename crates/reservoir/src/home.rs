@@ -97,9 +97,26 @@ impl Home {
         )
     }
 
-    /// The accounts, grants and audit log (kept in the catalog database).
+    /// The accounts, grants and audit log (kept in the catalog database), with the audit chain
+    /// keyed by `keys/audit.key`.
     pub fn access(&self) -> reservoir_access::Access {
-        reservoir_access::Access::new(self.catalog.clone())
+        let access = reservoir_access::Access::new(self.catalog.clone());
+        match self.audit_key() {
+            Ok(key) => access.with_audit_key(key),
+            Err(e) => {
+                // Without its key the chain cannot be written or checked: say so loudly.
+                tracing::error!("{e:#}");
+                access
+            }
+        }
+    }
+
+    /// The secret that keys the audit chain, created on first use.
+    pub fn audit_key(&self) -> Result<std::sync::Arc<reservoir_access::mask::MaskKey>> {
+        let path = self.root.join("keys").join("audit.key");
+        let key = reservoir_access::mask::MaskKey::load_or_create(&path)
+            .with_context(|| format!("opening the audit key {}", path.display()))?;
+        Ok(std::sync::Arc::new(key))
     }
 
     /// The secret of keyed-hash masks, created on first use.

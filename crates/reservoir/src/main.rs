@@ -73,6 +73,8 @@ enum Command {
     Audit(cmd::access::AuditCommand),
     /// Rows and bytes served per principal, dataset and day.
     Usage(cmd::access::UsageArgs),
+    /// Publish the open snapshots of datasets marked 无条件开放 (served at /open and /api/3).
+    Publish(cmd::publish::Args),
 }
 
 fn main() -> ExitCode {
@@ -136,6 +138,7 @@ fn main() -> ExitCode {
             Command::Request(c) => cmd::access::request(home, c).await,
             Command::Audit(c) => cmd::access::audit(home, c).await,
             Command::Usage(args) => cmd::access::usage(home, args).await,
+            Command::Publish(args) => cmd::publish::run(home, args).await,
         }
     });
     match result {

@@ -262,8 +262,25 @@ fn collect_files_sources_and_errors() {
     assert!(err.contains("not a Reservoir home"), "{err}");
 }
 
-/// An API token of the home's first operator, from the CLI.
+/// An API token of the home's first operator, from the CLI (after setting its password: the
+/// tokens of an account that must change its password are refused).
 fn operator_token(home: &Path) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reservoir"))
+        .arg("--home")
+        .arg(home)
+        .args(["user", "reset-password", "admin", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Operator-pass-2026\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
     let out = ok(&Command::new(env!("CARGO_BIN_EXE_reservoir"))
         .arg("--home")
         .arg(home)

@@ -116,6 +116,8 @@ fn console_in_chromium_and_openapi_conformance() {
             "screenshot {page} missing"
         );
     }
+    // The CKAN-compatible API through the real ckanapi client.
+    python("ckan.py", &[&server.url]);
     // Schemathesis calls every operation as an operator, with a token from the CLI.
     let out = Command::new(env!("CARGO_BIN_EXE_reservoir"))
         .args(["--home".as_ref(), home.as_os_str()])

@@ -82,6 +82,7 @@ row-filtered; every access is audited.",
         access::verify,
         access::usage,
         data::data,
+        crate::open::publish_endpoint,
         openapi_json,
     ),
     components(schemas(crate::ErrorBody)),
@@ -91,6 +92,7 @@ row-filtered; every access is audited.",
         (name = "quality", description = "Quality rules of datasets"),
         (name = "collect", description = "Uploading files into datasets"),
         (name = "access", description = "Logins, accounts, tokens, data requests, grants, audit, usage"),
+        (name = "open", description = "Publishing open data (the CKAN-compatible API is at /api/3/action)"),
     )
 )]
 pub struct ApiDoc;
@@ -160,9 +162,21 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .route("/usage", get(access::usage))
         .route("/data/{unit}/{dataset}", get(data::data))
         .route(
+            "/datasets/{layer}/{unit}/{name}/publish",
+            post(crate::open::publish_endpoint),
+        )
+        .route(
             "/datasets/{layer}/{unit}/{name}/upload",
             post(upload::upload).layer(DefaultBodyLimit::max(upload_limit)),
         )
+}
+
+/// Rows as the API returns them (for the open-data endpoints).
+pub(crate) fn query_result(
+    batches: &[arrow::array::RecordBatch],
+    schema: Option<arrow::datatypes::SchemaRef>,
+) -> crate::error::ApiResult<query::QueryResult> {
+    query::to_result(batches, schema, false, 0)
 }
 
 /// The OpenAPI 3.1 document of this API.

@@ -193,7 +193,9 @@ fn is_safe(method: &Method) -> bool {
 /// Resolves the caller of every API request and puts it in the request's extensions.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let (client, ip) = client_of(&req);
-    let path = req.uri().path().to_string();
+    // The path under /api/v1 (the nested router sees it without the prefix).
+    let path = req.uri().path();
+    let path = path.strip_prefix("/api/v1").unwrap_or(path).to_string();
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -219,6 +221,15 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 via: Via::Token,
             },
             Err(e) => {
+                // Refusals are audited, at most 30 a minute per address: a flood of bad tokens
+                // is refused without filling the log.
+                let key = format!("token:{}", ip.map(|i| i.to_string()).unwrap_or_default());
+                if let Err(wait) = state.login_limiter().hit(&key, 30, Duration::from_secs(60)) {
+                    return too_many(
+                        format!("too many refused tokens from this address; try again in {wait} s"),
+                        wait,
+                    );
+                }
                 let mut event = AuditEvent::new("public", "auth.token", &path);
                 event.client = client.clone();
                 event.outcome = Some(Outcome::Denied);
@@ -230,7 +241,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     } else if let Some(session) = cookie(req.headers(), SESSION_COOKIE).map(str::to_string) {
         match state.access().session(&session).await {
             Ok(Some((user, csrf_hash))) => {
-                if !is_safe(req.method()) && !path.ends_with("/auth/login") {
+                if !is_safe(req.method()) && path != "/auth/login" {
                     let sent = req
                         .headers()
                         .get(CSRF_HEADER)
@@ -244,7 +255,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                         .into_response();
                     }
                 }
-                if user.must_change && !path.contains("/auth/") {
+                if user.must_change && !path.starts_with("/auth/") {
                     return ApiError::new(
                         StatusCode::FORBIDDEN,
                         "password_change_required",

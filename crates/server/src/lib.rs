@@ -21,6 +21,7 @@ pub mod auth;
 mod console;
 mod error;
 mod metrics;
+pub mod open;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -100,6 +101,7 @@ struct Inner {
     metrics: metrics::Metrics,
     login_limiter: auth::RateLimiter,
     grant_limiter: auth::RateLimiter,
+    open_limiter: auth::RateLimiter,
 }
 
 impl AppState {
@@ -115,7 +117,19 @@ impl AppState {
             metrics: metrics::Metrics::new(),
             login_limiter: auth::RateLimiter::default(),
             grant_limiter: auth::RateLimiter::default(),
+            open_limiter: auth::RateLimiter::default(),
         }))
+    }
+
+    /// Keys the audit chain (see `Access::with_audit_key`).
+    pub fn with_audit_key(self, key: Arc<MaskKey>) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.access = inner.access.clone().with_audit_key(key);
+                Self(Arc::new(inner))
+            }
+            Err(shared) => Self(shared),
+        }
     }
 
     /// Computes keyed-hash masks with `key` (without one they redact).
@@ -143,6 +157,10 @@ impl AppState {
 
     pub(crate) fn grant_limiter(&self) -> &auth::RateLimiter {
         &self.0.grant_limiter
+    }
+
+    pub(crate) fn open_limiter(&self) -> &auth::RateLimiter {
+        &self.0.open_limiter
     }
 
     /// Appends to the audit log; a failure is logged loudly (the request itself went through).
@@ -208,6 +226,26 @@ pub fn app(state: AppState) -> Router {
         .nest(
             "/api/v1",
             api::router(&state).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::authenticate,
+            )),
+        )
+        // CKAN's Action API, at the two paths CKAN answers it (ckanapi uses the second).
+        .route(
+            "/api/3/action/{action}",
+            axum::routing::get(open::action).post(open::action).layer(
+                axum::middleware::from_fn_with_state(state.clone(), auth::authenticate),
+            ),
+        )
+        .route(
+            "/api/action/{action}",
+            axum::routing::get(open::action).post(open::action).layer(
+                axum::middleware::from_fn_with_state(state.clone(), auth::authenticate),
+            ),
+        )
+        .route(
+            "/open/download/{file}",
+            axum::routing::get(open::download).layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 auth::authenticate,
             )),

@@ -537,8 +537,7 @@ async fn requests_flow_through_the_api_and_consumers_see_masked_filtered_rows() 
             "columns": fields,
             "purpose": "按街道统计村居数量",
             "period_start": today.to_string(),
-            "period_end": (today + chrono::Duration::days(30)).to_string(),
-            "volume": 1000
+            "period_end": (today + chrono::Duration::days(30)).to_string()
         })),
     )
     .await;
@@ -633,7 +632,11 @@ async fn requests_flow_through_the_api_and_consumers_see_masked_filtered_rows() 
         .await;
         body["rows"].as_array().unwrap().clone()
     };
-    assert_eq!(page["total"].as_i64().unwrap() as usize, raw_rows.len());
+    assert_eq!(
+        page["total"].as_i64().unwrap() as usize,
+        raw_rows.len(),
+        "{page}"
+    );
     let columns: Vec<&str> = page["columns"]
         .as_array()
         .unwrap()
@@ -697,6 +700,61 @@ async fn requests_flow_through_the_api_and_consumers_see_masked_filtered_rows() 
     )
     .await;
     assert_eq!(body["total"], 0, "{body}");
+
+    // EXPLAIN answers, showing the policy scan and nothing under it.
+    let (status, body) = call(
+        &w,
+        "POST",
+        "/api/v1/sql",
+        Some(&token("consumer")),
+        json_body(json!({"sql": "EXPLAIN SELECT * FROM minzheng.villages"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.to_string().contains("PolicyScan: minzheng.villages"),
+        "{body}"
+    );
+    // The audit names the columns read, not the query's aliases.
+    let (status, _) = call(
+        &w,
+        "POST",
+        "/api/v1/sql",
+        Some(&token("consumer")),
+        json_body(
+            json!({"sql": format!("SELECT \"{name_col}\" AS harmless FROM minzheng.villages")}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, entries) = call(
+        &w,
+        "GET",
+        "/api/v1/audit?action=sql.query&limit=1",
+        Some(&token("auditor")),
+        None,
+    )
+    .await;
+    let columns = entries[0]["columns"].as_str().unwrap();
+    assert!(
+        columns.contains(&format!("villages.{name_col}")) && !columns.contains("harmless"),
+        "{entries}"
+    );
+
+    // A steward's rule may not join a dataset of a unit it does not steward.
+    let (status, body) = call(
+        &w,
+        "PUT",
+        "/api/v1/datasets/raw/minzheng/villages/rules",
+        Some(&token("steward")),
+        json_body(json!({"yaml": "rules:\n  - {check: consistent, column: code, reference: tongji.gdp, on: [name]}\n"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("tongji"),
+        "{body}"
+    );
 
     // Every read is audited and metered.
     let (_, entries) = call(
@@ -795,6 +853,23 @@ async fn tokens_expired_revoked_or_malformed_are_refused() {
         let (status, _) = call(&w, "GET", "/api/v1/stats", Some(bad), None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad}");
     }
+    // A flood of bad tokens is cut off (and stops filling the audit log).
+    let mut limited = false;
+    for i in 0..40 {
+        let (status, _) = call(
+            &w,
+            "GET",
+            "/api/v1/stats",
+            Some(&format!("rsv_x_{i}")),
+            None,
+        )
+        .await;
+        limited |= status == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(
+        limited,
+        "40 bad tokens in a row were never refused with 429"
+    );
     // Refusals are audited.
     let denied = access
         .audit_entries(&reservoir_access::AuditFilter {
@@ -998,11 +1073,32 @@ async fn grants_outside_their_hours_or_over_their_quota_are_withheld_and_alerted
         "{alerts:?}"
     );
 
-    // A quota: reads stop at it.
+    // A quota: reads stop at it, and it counts the rows a query reads, not the ones it returns.
     access
         .create_grant(&Principal::local_operator(), &grant(None, Some(5)))
         .await
         .unwrap();
+    for sql in [
+        "SELECT count(*) FROM tongji.gdp".to_string(),
+        format!("SELECT string_agg(CAST(\"{column}\" AS VARCHAR), ';') FROM tongji.gdp"),
+    ] {
+        let (status, body) = call(
+            &w,
+            "POST",
+            "/api/v1/sql",
+            Some(&token),
+            json_body(json!({"sql": sql})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{sql}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("allows 5 more rows"),
+            "{body}"
+        );
+    }
     let (status, page) = call(
         &w,
         "GET",
@@ -1013,6 +1109,7 @@ async fn grants_outside_their_hours_or_over_their_quota_are_withheld_and_alerted
     .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(page["rows"].as_array().unwrap().len(), 5, "{page}");
+    assert!(page["total"].is_null(), "no total under a quota: {page}");
     let (status, body) = call(&w, "GET", "/api/v1/data/tongji/gdp", Some(&token), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(

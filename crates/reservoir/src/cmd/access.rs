@@ -832,9 +832,22 @@ pub async fn usage(home_flag: Option<&Path>, args: UsageArgs) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// Records a CLI query in the audit log.
-pub async fn audit_query(home: &Home, sql: &str, rows: usize, as_user: Option<&str>, ok: bool) {
-    let mut e = cli_event("sql.query", "");
+/// Records a CLI query in the audit log: the tables and columns it read.
+pub async fn audit_query(
+    home: &Home,
+    sql: &str,
+    rows: usize,
+    as_user: Option<&str>,
+    ok: bool,
+    scanned: &[(String, Vec<String>)],
+) {
+    let tables: Vec<&str> = scanned.iter().map(|(t, _)| t.as_str()).collect();
+    let mut e = cli_event("sql.query", &tables.join(","));
+    e.columns = scanned
+        .iter()
+        .flat_map(|(t, cols)| cols.iter().map(move |c| format!("{t}.{c}")))
+        .collect::<Vec<_>>()
+        .join(",");
     e.row_count = Some(rows as i64);
     e.outcome = Some(if ok { Outcome::Ok } else { Outcome::Error });
     e.detail = serde_json::json!({"sql": sql, "as": as_user}).to_string();

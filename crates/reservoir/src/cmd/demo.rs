@@ -169,6 +169,8 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     println!(
         "  reservoir --home {h} sql 'SELECT \"地区\", \"2024年\" FROM tongji.gdp_by_province ORDER BY 2 DESC LIMIT 5'"
     );
+    println!("\nOpen data (无条件开放), published for the portal at /open and the CKAN API:");
+    super::publish::publish(&home, &[], true).await?;
     home.mask_key()?;
     match home.ensure_operator().await? {
         Some((login, password)) => {

@@ -33,6 +33,7 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     println!("  catalog  {}", home.config.catalog_url(&home.root));
     println!("  sources  {}", home.sources_dir().display());
     home.mask_key()?;
+    home.audit_key()?;
     if let Some((login, password)) = home.ensure_operator().await? {
         print_first_login(&login, &password);
     }

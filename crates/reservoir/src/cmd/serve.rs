@@ -34,7 +34,8 @@ pub async fn serve(home: &Home, bind: Option<std::net::SocketAddr>) -> Result<()
     let addr = listener.local_addr()?;
     let state = AppState::new(home.lake.clone(), home.catalog.clone(), config)
         .with_platform_key(home.platform_key()?)
-        .with_mask_key(home.mask_key()?);
+        .with_mask_key(home.mask_key()?)
+        .with_audit_key(home.audit_key()?);
     println!("Reservoir console: http://{addr}/");
     println!(
         "REST API:          http://{addr}/api/v1/  (OpenAPI: http://{addr}/api/v1/openapi.json)"

@@ -59,15 +59,24 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
             .await?
         }
     };
-    let batches = match engine.query(&sql).await {
-        Ok(b) => b,
+    let planned = match engine.sql(&sql).await {
+        Ok(df) => df,
         Err(e) => {
-            super::access::audit_query(&home, &sql, 0, args.as_user.as_deref(), false).await;
+            super::access::audit_query(&home, &sql, 0, args.as_user.as_deref(), false, &[]).await;
             return Err(e.into());
         }
     };
+    let scanned = reservoir_query::scanned_tables(planned.logical_plan());
+    let batches = match planned.collect().await {
+        Ok(b) => b,
+        Err(e) => {
+            super::access::audit_query(&home, &sql, 0, args.as_user.as_deref(), false, &scanned)
+                .await;
+            return Err(reservoir_query::Error::from(e).into());
+        }
+    };
     let rows = batches.iter().map(|b| b.num_rows()).sum();
-    super::access::audit_query(&home, &sql, rows, args.as_user.as_deref(), true).await;
+    super::access::audit_query(&home, &sql, rows, args.as_user.as_deref(), true, &scanned).await;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     write_batches(&mut out, &batches, args.format)?;

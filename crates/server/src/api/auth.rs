@@ -99,8 +99,10 @@ pub(crate) async fn login(
             wait,
         );
     }
-    let mut event = caller.event("auth.login", &body.login);
-    event.actor = body.login.clone();
+    // A login name is at most 64 characters; whatever was typed is recorded that long.
+    let typed: String = body.login.chars().take(64).collect();
+    let mut event = caller.event("auth.login", &typed);
+    event.actor = typed.clone();
     match state
         .access()
         .login(&body.login, &body.password, &caller.client)
@@ -137,7 +139,7 @@ pub(crate) async fn login(
             event.outcome = Some(Outcome::Denied);
             event.detail = serde_json::json!({"reason": e.to_string()}).to_string();
             state.audit(event).await;
-            alert_on_denials(&state, &body.login).await;
+            alert_on_denials(&state, &typed).await;
             ApiError::from(e).into_response()
         }
     }

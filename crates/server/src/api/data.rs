@@ -29,8 +29,9 @@ use crate::{ApiPath, AppState};
 pub struct DataPage {
     #[serde(flatten)]
     pub result: QueryResult,
-    /// Rows that match the filters, over all pages.
-    pub total: i64,
+    /// Rows that match the filters, over all pages. Not counted under a grant with a row quota
+    /// (counting reads every row, which the quota would be charged for).
+    pub total: Option<i64>,
     pub offset: usize,
     pub limit: usize,
 }
@@ -221,11 +222,17 @@ pub(crate) async fn data(
             "format {format:?}: expected json, csv, parquet or arrow"
         )));
     }
-    let total = df
-        .clone()
-        .count()
-        .await
-        .map_err(reservoir_query::Error::from)? as i64;
+    let quota = grant.as_ref().is_some_and(|g| g.row_quota.is_some());
+    let total = if quota {
+        None
+    } else {
+        Some(
+            df.clone()
+                .count()
+                .await
+                .map_err(reservoir_query::Error::from)? as i64,
+        )
+    };
     let page = df
         .limit(offset, Some(limit))
         .map_err(reservoir_query::Error::from)?;
@@ -248,12 +255,11 @@ pub(crate) async fn data(
     let body: Vec<u8>;
     let response = match format {
         "json" => {
-            let result = to_result(
-                &batches,
-                Some(out_schema.clone()),
-                offset + rows < total as usize,
-                0,
-            )?;
+            let more = match total {
+                Some(t) => offset + rows < t as usize,
+                None => rows == limit,
+            };
+            let result = to_result(&batches, Some(out_schema.clone()), more, 0)?;
             let page = DataPage {
                 result,
                 total,
@@ -359,10 +365,11 @@ pub(crate) async fn data(
     {
         tracing::error!("metering failed: {err}");
     }
-    if let Some(g) = &grant
-        && let Err(err) = state.access().add_rows_served(g.id, rows as i64).await
-    {
-        tracing::error!("counting rows against grant {} failed: {err}", g.id);
+    // Quotas are charged with the rows read from the table.
+    for (g, n) in engine.rows_read() {
+        if let Err(err) = state.access().add_rows_served(g, n as i64).await {
+            tracing::error!("counting rows against grant {g} failed: {err}");
+        }
     }
     alert_on_volume(&state, caller.name(), rows as i64).await;
     Ok(response)

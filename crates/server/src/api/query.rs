@@ -56,9 +56,19 @@ pub struct SqlRequest {
 pub(crate) struct Touched {
     /// (dataset, `unit.name`, grant), one per table the plan scans.
     pub tables: Vec<(i64, String, Option<i64>)>,
+    /// The columns the scans read, as `unit.name.column`.
+    pub read: Vec<String>,
 }
 
 impl Touched {
+    /// The columns read, comma-separated (the table's own names, not the query's aliases).
+    pub fn columns(&self) -> String {
+        let mut cols = self.read.clone();
+        cols.sort();
+        cols.dedup();
+        cols.join(",")
+    }
+
     pub fn names(&self) -> String {
         let mut names: Vec<&str> = self.tables.iter().map(|(_, n, _)| n.as_str()).collect();
         names.dedup();
@@ -74,14 +84,26 @@ async fn touched_tables(
 ) -> ApiResult<Touched> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     let mut refs = Vec::new();
+    let mut read = Vec::new();
     plan.apply_with_subqueries(|node| {
         if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node {
             refs.push(scan.table_name.clone());
+            let table = format!(
+                "{}.{}",
+                scan.table_name.schema().unwrap_or("?"),
+                scan.table_name.table()
+            );
+            for f in scan.projected_schema.fields() {
+                read.push(format!("{table}.{}", f.name()));
+            }
         }
         Ok(TreeNodeRecursion::Continue)
     })
     .map_err(reservoir_query::Error::from)?;
-    let mut touched = Touched::default();
+    let mut touched = Touched {
+        read,
+        ..Touched::default()
+    };
     for r in refs {
         let (Some(schema), table) = (r.schema(), r.table()) else {
             continue;
@@ -149,9 +171,18 @@ pub(crate) async fn run_query(
                 limit = limit.min(left as usize);
             }
         }
-        let df = df
-            .limit(0, Some(limit + 1))
-            .map_err(reservoir_query::Error::from)?;
+        let explain = matches!(
+            df.logical_plan(),
+            datafusion::logical_expr::LogicalPlan::Explain(_)
+                | datafusion::logical_expr::LogicalPlan::Analyze(_)
+        );
+        // An EXPLAIN answers a few lines of plan; a limit over it is no plan DataFusion takes.
+        let df = if explain {
+            df
+        } else {
+            df.limit(0, Some(limit + 1))
+                .map_err(reservoir_query::Error::from)?
+        };
         let timeout = state.config().query_timeout;
         let batches = match tokio::time::timeout(timeout, df.collect()).await {
             Ok(r) => r.map_err(reservoir_query::Error::from)?,
@@ -166,10 +197,10 @@ pub(crate) async fn run_query(
                 ));
             }
         };
-        Ok((batches, touched))
+        Ok((batches, touched, engine.rows_read()))
     }
     .await;
-    let (batches, touched) = match result {
+    let (batches, touched, rows_read) = match result {
         Ok(r) => r,
         Err(mut e) => {
             // A table hidden because its grant does not apply now (hours, quota): say so.
@@ -219,20 +250,16 @@ pub(crate) async fn run_query(
     let bytes: usize = kept.iter().map(|b| b.get_array_memory_size()).sum();
     event.target = touched.names();
     event.row_count = Some(rows as i64);
-    event.columns = kept
-        .first()
-        .map(|b| {
-            b.schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
     event.grant_id = touched.tables.iter().find_map(|(_, _, g)| *g);
+    event.columns = touched.columns();
+    event.detail = serde_json::json!({
+        "sql": sql,
+        "output": kept.first().map(|b| b.schema().fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>()),
+        "rows_read": rows_read.iter().map(|(g, n)| serde_json::json!({"grant": g, "rows": n})).collect::<Vec<_>>(),
+    })
+    .to_string();
     state.audit(event).await;
-    for (dataset_id, _, grant) in &touched.tables {
+    for (dataset_id, _, _) in &touched.tables {
         if let Err(e) = state
             .access()
             .meter(caller.name(), *dataset_id, rows as i64, bytes as i64)
@@ -240,9 +267,10 @@ pub(crate) async fn run_query(
         {
             tracing::error!("metering failed: {e}");
         }
-        if let Some(g) = grant
-            && let Err(e) = state.access().add_rows_served(*g, rows as i64).await
-        {
+    }
+    // Quotas are charged with the rows read from the table, aggregates included.
+    for (g, n) in &rows_read {
+        if let Err(e) = state.access().add_rows_served(*g, *n as i64).await {
             tracing::error!("counting rows against grant {g} failed: {e}");
         }
     }

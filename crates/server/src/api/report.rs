@@ -64,7 +64,14 @@ pub(crate) async fn report(
         Some(l) => l.parse()?,
         None => Lang::Zh,
     };
-    let r = state.catalog().operation_report(&id, month, now).await?;
+    let mut r = state.catalog().operation_report(&id, month, now).await?;
+    // Examples quote rows: only for those who see the unit's data whole.
+    if !caller.principal.stewards(&id) {
+        r = r.without_examples();
+    }
+    let mut e = caller.event("report.read", &id);
+    e.detail = serde_json::json!({"month": r.month, "format": q.format}).to_string();
+    state.audit(e).await;
     let filename = |ext: &str| {
         format!(
             "attachment; filename=\"report-{}-{}.{ext}\"",

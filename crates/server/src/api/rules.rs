@@ -127,6 +127,22 @@ pub(crate) async fn put(
         .unwrap_or_else(|| dir.join(format!("{name}.yaml")));
     let set =
         RuleSet::parse(&body.yaml, &path).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // A rule that joins another dataset writes that dataset's values into this one's quality
+    // table: its author must see the other dataset whole, i.e. steward its unit too.
+    for reference in set.references() {
+        let parts: Vec<&str> = reference.split('.').collect();
+        let other_unit = match parts.as_slice() {
+            [unit, _] | [_, unit, _] => *unit,
+            _ => continue,
+        };
+        if !caller.principal.stewards(other_unit) {
+            return Err(crate::auth::forbidden(format!(
+                "a rule may join only datasets its author stewards; {} does not steward unit \
+                 {other_unit:?} (rule reference {reference})",
+                caller.name()
+            )));
+        }
+    }
     std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
     // Write beside, then rename: a check never reads half a file.
     let tmp = dir.join(format!(".{name}.yaml.tmp"));

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Reservoir's CKAN-compatible Action API, through the real `ckanapi` client (PyPI).
+
+usage: ckan.py BASE_URL
+
+Expects a server over the demo home (`reservoir demo`), which publishes every dataset marked
+无条件开放. Checks: package_list holds the open and conditional datasets and no closed one;
+package_search finds a dataset by a Chinese word, with facets; package_show returns its
+resources and their files download (CSV with a BOM); datastore_search pages through every row
+with the right total, filters, full-text q and sort; datastore_search_sql answers read-only SQL
+over open datasets only; a conditional dataset is listed but not served; organizations, groups
+and tags list. Exits non-zero on the first failed check.
+"""
+import csv
+import io
+import sys
+import urllib.request
+
+import ckanapi
+
+
+def main(base):
+    ckan = ckanapi.RemoteCKAN(base, user_agent="reservoir-e2e/1.0 (+ckanapi)")
+
+    names = ckan.action.package_list()
+    assert "minzheng-villages" in names, names
+    assert "weijian-vaccinations" in names, "conditional datasets are listed: %s" % names
+    assert not any(n.startswith("chengyun-") for n in names), "a closed dataset is listed: %s" % names
+
+    # Search on a Chinese word, with facets.
+    found = ckan.action.package_search(q="村居", rows=5, **{"facet.field": ["organization", "res_format"]})
+    assert found["count"] >= 1, found
+    assert found["results"][0]["name"] == "minzheng-villages", [r["name"] for r in found["results"]]
+    orgs = {i["name"]: i for i in found["search_facets"]["organization"]["items"]}
+    assert orgs["minzheng"]["display_name"] == "区民政局", orgs
+    by_org = ckan.action.package_search(fq="organization:minzheng", rows=100)
+    assert {r["name"] for r in by_org["results"]} == {"minzheng-villages", "minzheng-streets"}, by_org
+    paged = ckan.action.package_search(rows=1, start=1, sort="name asc")
+    assert paged["count"] == len(names) and len(paged["results"]) == 1, paged
+    assert paged["results"][0]["name"] == sorted(names)[1], paged
+
+    # A package and its resources; the CSV downloads with a BOM for Excel.
+    pkg = ckan.action.package_show(id="minzheng-villages")
+    assert pkg["title"] == "松江区村居委会", pkg["title"]
+    assert pkg["organization"]["title"] == "区民政局", pkg["organization"]
+    formats = {r["format"]: r for r in pkg["resources"]}
+    assert set(formats) == {"CSV", "JSON", "XLSX", "Parquet"}, formats.keys()
+    datastore = formats["CSV"]
+    assert datastore["datastore_active"] is True, datastore
+    assert ckan.action.resource_show(id=datastore["id"])["url"] == datastore["url"]
+    with urllib.request.urlopen(datastore["url"]) as r:
+        raw = r.read()
+    assert raw.startswith(b"\xef\xbb\xbf"), raw[:10]
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert len(rows) == 386, len(rows)
+    assert not any(k.startswith("_") for k in rows[0]), rows[0].keys()
+    for fmt, magic in [("JSON", b"["), ("Parquet", b"PAR1"), ("XLSX", b"PK")]:
+        with urllib.request.urlopen(formats[fmt]["url"]) as r:
+            assert r.read().startswith(magic), fmt
+
+    # datastore_search: pages add up to the total, every row once.
+    seen = []
+    offset = 0
+    while True:
+        page = ckan.action.datastore_search(resource_id=datastore["id"], limit=100, offset=offset)
+        assert page["total"] == 386, page["total"]
+        seen.extend(page["records"])
+        if len(page["records"]) < 100:
+            break
+        offset += 100
+    assert len(seen) == 386 and len({r["code"] for r in seen}) == 386, len(seen)
+    assert [f["id"] for f in page["fields"]][:3] == ["_id", "code", "name"], page["fields"]
+    assert {r["code"] for r in seen} == {r["code"] for r in rows}
+
+    street = rows[0]["streetCode"]
+    expected = sum(1 for r in rows if r["streetCode"] == street)
+    filtered = ckan.action.datastore_search(resource_id=datastore["id"], filters={"streetCode": street}, limit=1000)
+    assert filtered["total"] == expected and len(filtered["records"]) == expected, filtered["total"]
+    q = ckan.action.datastore_search(resource_id=datastore["id"], q="居委会", limit=1000)
+    assert q["total"] == sum(1 for r in rows if "居委会" in "".join(r.values())), q["total"]
+    ordered = ckan.action.datastore_search(resource_id=datastore["id"], sort="code desc", limit=3, fields=["code", "name"])
+    assert [r["code"] for r in ordered["records"]] == sorted((r["code"] for r in rows), reverse=True)[:3]
+    assert set(ordered["records"][0]) == {"_id", "code", "name"}, ordered["records"][0]
+
+    # datastore_search_sql: read-only, open datasets only, no system tables.
+    n = ckan.action.datastore_search_sql(sql='SELECT count(*) AS n FROM "minzheng-villages"')
+    assert n["records"] == [{"n": 386}], n
+    for bad in ['SELECT * FROM information_schema.tables',
+                'SELECT * FROM "weijian-vaccinations"',
+                'SELECT * FROM raw.minzheng.villages',
+                'DELETE FROM "minzheng-villages"']:
+        try:
+            ckan.action.datastore_search_sql(sql=bad)
+        except (ckanapi.ValidationError, ckanapi.NotFound, ckanapi.CKANAPIError) as e:
+            pass
+        else:
+            raise SystemExit(f"datastore_search_sql answered {bad!r}")
+
+    # A conditional dataset: metadata and the way to apply, no data.
+    cond = ckan.action.package_show(id="weijian-vaccinations")
+    assert all(not r["datastore_active"] for r in cond["resources"]), cond["resources"]
+    try:
+        ckan.action.datastore_search(resource_id="weijian-vaccinations")
+    except ckanapi.NotFound:
+        pass
+    else:
+        raise SystemExit("a conditional dataset's rows were served")
+    try:
+        ckan.action.package_show(id="chengyun-hotline_cases")
+    except ckanapi.NotFound:
+        pass
+    else:
+        raise SystemExit("a closed dataset was shown")
+
+    orgs = ckan.action.organization_list(all_fields=True)
+    assert any(o["name"] == "minzheng" and o["package_count"] == 2 for o in orgs), orgs
+    org = ckan.action.organization_show(id="minzheng", include_datasets=True)
+    assert len(org["packages"]) == 2, org
+    assert isinstance(ckan.action.group_list(), list)
+    assert isinstance(ckan.action.tag_list(), list)
+    print(f"ckan e2e: all checks passed ({len(names)} packages)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1].rstrip("/"))
