@@ -233,6 +233,13 @@ def main(base, shots, admin_password):
         # The same through SQL: masked, filtered, and no way around it.
         r = api("POST", "/sql", {"sql": "SELECT count(*) AS n FROM minzheng.villages WHERE name LIKE '%居委会'"})
         assert r["status"] == 200 and r["body"]["rows"] == [[0]], r
+        # The Delta Sharing profile of the grant downloads from the requests page.
+        ready("#/requests")
+        with page.expect_download() as dl:
+            page.locator("[data-testid^=profile-]").first.click()
+        prof = json.load(open(dl.value.path()))
+        assert prof["shareCredentialsVersion"] == 1 and prof["bearerToken"].startswith("rsv_"), prof
+        assert prof["endpoint"].endswith("/delta-sharing"), prof
         r = api("POST", "/sql", {"sql": 'SELECT DISTINCT "streetCode" FROM minzheng.villages'})
         assert r["status"] == 200 and r["body"]["rows"] == [["310117001"]], r
         expected.add("400")

@@ -86,10 +86,12 @@ pub enum Layer {
     Quarantine,
     /// 质量检测结果: every row a quality check failed, per check run.
     Quality,
+    /// Masked snapshots shared through Delta Sharing, one per grant.
+    Share,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 8] = [
+    pub const ALL: [Layer; 9] = [
         Self::Raw,
         Self::Std,
         Self::Base,
@@ -98,6 +100,7 @@ impl Layer {
         Self::Open,
         Self::Quarantine,
         Self::Quality,
+        Self::Share,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -110,6 +113,7 @@ impl Layer {
             Self::Open => "open",
             Self::Quarantine => "quarantine",
             Self::Quality => "quality",
+            Self::Share => "share",
         }
     }
 }
@@ -370,6 +374,42 @@ impl Lake {
             }
         }
         Ok(files)
+    }
+
+    /// When the commit that made `version` of `table` was written (milliseconds since the epoch,
+    /// from its `commitInfo`).
+    pub async fn commit_timestamp(&self, table: &TableRef, version: i64) -> Result<Option<i64>> {
+        let delta = self.open_existing(table).await?;
+        let Some(bytes) = delta.log_store().read_commit_entry(version as u64).await? else {
+            return Ok(None);
+        };
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let action: serde_json::Value = serde_json::from_slice(line)
+                .map_err(|e| Error::Corrupt(format!("{table}: commit {version}: {e}")))?;
+            if let Some(ts) = action
+                .get("commitInfo")
+                .and_then(|c| c.get("timestamp"))
+                .and_then(|t| t.as_i64())
+            {
+                return Ok(Some(ts));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The local path of one of a table's data files (a path as the Delta log records it), if
+    /// the lake is a local folder and the path stays inside the table.
+    pub fn local_file(&self, table: &TableRef, path: &str) -> Option<std::path::PathBuf> {
+        let root = self.local_root()?;
+        let rel = std::path::Path::new(path);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return None;
+        }
+        Some(root.join(table.location()).join(rel))
     }
 
     /// SHA-256 (hex) of one of a table's data files (a path as the Delta log records it),

@@ -118,32 +118,99 @@ fn console_in_chromium_and_openapi_conformance() {
     }
     // The CKAN-compatible API through the real ckanapi client.
     python("ckan.py", &[&server.url]);
-    // Schemathesis calls every operation as an operator, with a token from the CLI.
-    let out = Command::new(env!("CARGO_BIN_EXE_reservoir"))
-        .args(["--home".as_ref(), home.as_os_str()])
-        .args([
-            "token",
-            "create",
-            "--user",
-            "admin",
-            "--days",
-            "1",
-            "--name",
-            "schemathesis",
-        ])
-        .output()
-        .expect("run reservoir token create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+
+    // Delta Sharing through the real delta-sharing client: a consumer with an unmasked and a
+    // masked, filtered grant, set up from the CLI on the home the server serves.
+    let cli = |args: &[&str], stdin: Option<&str>| -> String {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_reservoir"))
+            .args(["--home".as_ref(), home.as_os_str()])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run reservoir");
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "reservoir {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let token_of = |out: String| -> String {
+        out.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("rsv_"))
+            .expect("the token in the output")
+            .to_string()
+    };
+    let operator = token_of(cli(
+        &[
+            "token", "create", "--user", "admin", "--days", "1", "--name", "e2e",
+        ],
+        None,
+    ));
+    cli(
+        &[
+            "user",
+            "add",
+            "ds-reader",
+            "--role",
+            "consumer",
+            "--unit",
+            "tongji",
+            "--password-stdin",
+        ],
+        Some("Reader-pass-2026\n"),
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let token = stdout
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("rsv_"))
-        .expect("the token in the output")
-        .to_string();
-    python("openapi.py", &[&server.url, &token]);
+    for args in [
+        &[
+            "--dataset",
+            "minzheng.villages",
+            "--columns",
+            "code,name,streetCode",
+        ][..],
+        &[
+            "--dataset",
+            "minzheng.streets",
+            "--columns",
+            "code,name:keep:1/0",
+            "--row-filter",
+            "name LIKE '%镇'",
+        ][..],
+    ] {
+        let mut all = vec!["grant", "create", "--user", "ds-reader"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--purpose", "跨部门共享测试", "--until", "2099-12-31"]);
+        cli(&all, None);
+    }
+    let consumer = token_of(cli(
+        &["token", "create", "--user", "ds-reader", "--days", "1"],
+        None,
+    ));
+    let expiring = token_of(cli(
+        &["token", "create", "--user", "ds-reader", "--days", "1"],
+        None,
+    ));
+    let catalog_db = home.join("catalog.db");
+    python(
+        "sharing.py",
+        &[
+            &server.url,
+            &consumer,
+            &operator,
+            &expiring,
+            catalog_db.to_str().unwrap(),
+        ],
+    );
+
+    // Schemathesis calls every operation as an operator, with a token from the CLI.
+    python("openapi.py", &[&server.url, &operator]);
 }

@@ -56,6 +56,7 @@ const I18N = {
     'req.dataset': '数据集', 'req.columns': '字段', 'req.purpose': '用途', 'req.period': '使用期限', 'req.volume': '数据量（行）',
     'req.status': '状态', 'req.requester': '申请人', 'req.reason': '审批意见', 'req.grant': '授权',
     'req.pending': '待审批', 'req.approved': '已批准', 'req.rejected': '已驳回', 'req.withdrawn': '已撤回',
+    'req.profile': '下载 Delta Sharing 配置', 'req.profileHint': '用 delta-sharing 客户端（Python、Spark、Power BI）读取已授权数据；文件内含新令牌，仅显示一次',
     'req.ask': '申请使用', 'req.askTitle': '申请使用该数据集', 'req.submit': '提交申请', 'req.sent': '申请已提交，等待 {unit} 审批。',
     'req.approve': '批准', 'req.reject': '驳回', 'req.withdraw': '撤回', 'req.rowFilter': '行过滤条件（SQL，可选）',
     'req.mask': '脱敏方式', 'req.until': '截止日期', 'req.note': '审批意见', 'req.rejectReason': '驳回理由', 'req.noAccess': '您尚无该数据集的使用授权。',
@@ -117,6 +118,7 @@ const I18N = {
     'req.dataset': 'Dataset', 'req.columns': 'Columns', 'req.purpose': 'Purpose', 'req.period': 'Period', 'req.volume': 'Rows',
     'req.status': 'Status', 'req.requester': 'Requester', 'req.reason': 'Decision', 'req.grant': 'Grant',
     'req.pending': 'pending', 'req.approved': 'approved', 'req.rejected': 'rejected', 'req.withdrawn': 'withdrawn',
+    'req.profile': 'Delta Sharing profile', 'req.profileHint': 'Read the granted data with a delta-sharing client (Python, Spark, Power BI); the file holds a new token, shown once',
     'req.ask': 'Request access', 'req.askTitle': 'Request access to this dataset', 'req.submit': 'Send request', 'req.sent': 'Request sent; {unit} decides.',
     'req.approve': 'Approve', 'req.reject': 'Reject', 'req.withdraw': 'Withdraw', 'req.rowFilter': 'Row filter (SQL, optional)',
     'req.mask': 'Mask', 'req.until': 'Until', 'req.note': 'Note', 'req.rejectReason': 'Reason', 'req.noAccess': 'You have no grant on this dataset.',
@@ -716,7 +718,20 @@ async function pageRequests(main) {
     el('td', {}, `${r.period_start} – ${r.period_end}`),
     el('td', {}, status(r)),
     el('td', { class: 'muted' }, r.reason),
-    el('td', {}, r.status === 'pending' ? el('button', { class: 'secondary', onclick: async () => { await postJson(`/requests/${r.id}/withdraw`, {}); route(); } }, t('req.withdraw')) : '')))))));
+    el('td', {}, r.status === 'pending'
+      ? el('button', { class: 'secondary', onclick: async () => { await postJson(`/requests/${r.id}/withdraw`, {}); route(); } }, t('req.withdraw'))
+      : r.status === 'approved' && r.grant_id
+        ? el('button', { class: 'secondary', 'data-testid': 'profile-' + r.grant_id, title: t('req.profileHint'), onclick: () => downloadProfile(r.grant_id) }, t('req.profile'))
+        : '')))))));
+}
+
+// A Delta Sharing profile for a grant: a new token scoped to it, in a file, shown once.
+async function downloadProfile(grantId) {
+  const r = await fetch(`/api/v1/grants/${grantId}/sharing-profile`, withCsrf({ method: 'POST' }));
+  if (!r.ok) { const b = await r.json().catch(() => ({})); alert(b.message || r.statusText); return; }
+  const blob = await r.blob();
+  const a = el('a', { href: URL.createObjectURL(blob), download: `reservoir-grant-${grantId}.share` });
+  document.body.append(a); a.click(); a.remove();
 }
 
 function decisionPanel(r, d, name, status) {

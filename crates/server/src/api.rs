@@ -83,6 +83,7 @@ row-filtered; every access is audited.",
         access::usage,
         data::data,
         crate::open::publish_endpoint,
+        crate::sharing::profile,
         openapi_json,
     ),
     components(schemas(crate::ErrorBody)),
@@ -157,6 +158,10 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .route("/requests/{id}/withdraw", post(access::withdraw))
         .route("/grants", get(access::grants))
         .route("/grants/{id}", delete(access::revoke_grant))
+        .route(
+            "/grants/{id}/sharing-profile",
+            post(crate::sharing::profile),
+        )
         .route("/audit", get(access::audit))
         .route("/audit/verify", get(access::verify))
         .route("/usage", get(access::usage))

@@ -22,6 +22,7 @@ mod console;
 mod error;
 mod metrics;
 pub mod open;
+mod sharing;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -250,6 +251,7 @@ pub fn app(state: AppState) -> Router {
                 auth::authenticate,
             )),
         )
+        .nest("/delta-sharing", sharing_router(&state))
         .merge(console::router())
         .route("/healthz", axum::routing::get(healthz))
         .route("/metrics", axum::routing::get(metrics::render))
@@ -269,6 +271,39 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// The Delta Sharing protocol's routes; every one but the signed file URLs needs a bearer token.
+fn sharing_router(state: &AppState) -> Router<AppState> {
+    use axum::routing::{get, post};
+    let auth = axum::middleware::from_fn_with_state(state.clone(), auth::authenticate);
+    Router::new()
+        .route("/shares", get(sharing::list_shares))
+        .route("/shares/{share}", get(sharing::get_share))
+        .route("/shares/{share}/schemas", get(sharing::list_schemas))
+        .route("/shares/{share}/all-tables", get(sharing::list_all_tables))
+        .route(
+            "/shares/{share}/schemas/{schema}/tables",
+            get(sharing::list_tables),
+        )
+        .route(
+            "/shares/{share}/schemas/{schema}/tables/{table}/version",
+            get(sharing::table_version),
+        )
+        .route(
+            "/shares/{share}/schemas/{schema}/tables/{table}/metadata",
+            get(sharing::table_metadata),
+        )
+        .route(
+            "/shares/{share}/schemas/{schema}/tables/{table}/query",
+            post(sharing::query_table),
+        )
+        .route(
+            "/shares/{share}/schemas/{schema}/tables/{table}/changes",
+            get(sharing::table_changes),
+        )
+        .layer(auth)
+        .route("/files/{grant}/{version}/{file}", get(sharing::file))
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes open requests.
