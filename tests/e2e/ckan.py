@@ -118,6 +118,14 @@ def main(base):
     assert len(org["packages"]) == 2, org
     assert isinstance(ckan.action.group_list(), list)
     assert isinstance(ckan.action.tag_list(), list)
+    # The public catalog as DCAT JSON-LD, parsed with rdflib: one dcat:Dataset per package.
+    import rdflib
+    g = rdflib.Graph()
+    with urllib.request.urlopen(base + "/catalog.jsonld") as r:
+        g.parse(data=r.read().decode(), format="json-ld")
+    DCAT = rdflib.Namespace("http://www.w3.org/ns/dcat#")
+    datasets = set(g.subjects(rdflib.RDF.type, DCAT.Dataset))
+    assert len(datasets) == len(names), (len(datasets), len(names))
     print(f"ckan e2e: all checks passed ({len(names)} packages)")
 
 

@@ -256,6 +256,56 @@ def main(base, shots, admin_password):
         page.get_by_test_id("audit-verify").click()
         expect(page.get_by_test_id("audit-verdict")).to_contain_text("哈希链完整")
         page.screenshot(path=f"{shots}/12-audit.png", full_page=True)
+        logout()
+
+        # The public portal, without a login: search, a dataset page, a CSV download.
+        public = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", accept_downloads=True)
+        portal = public.new_page()
+        portal.on("pageerror", lambda e: errors.append(f"portal page error: {e}"))
+        portal.goto(f"{base}/open")
+        portal.wait_for_selector("main[data-ready=true]")
+        portal.get_by_test_id("portal-search").fill("村居")
+        portal.get_by_test_id("portal-search").press("Enter")
+        portal.wait_for_url("**/open#/?q=*")
+        portal.wait_for_selector("main[data-ready=true]")
+        expect(portal.get_by_test_id("portal-results")).to_contain_text("松江区村居委会")
+        expect(portal.get_by_test_id("portal-facets").locator("select")).to_have_count(3)
+        portal.screenshot(path=f"{shots}/13-portal.png", full_page=True)
+        portal.get_by_test_id("portal-results").get_by_role("link", name="松江区村居委会").click()
+        portal.wait_for_url("**/open#/dataset/minzheng-villages")
+        portal.wait_for_selector("main[data-ready=true]")
+        expect(portal.get_by_test_id("portal-title")).to_have_text("松江区村居委会")
+        expect(portal.get_by_test_id("portal-fields")).to_contain_text("streetCode")
+        expect(portal.get_by_test_id("portal-preview").locator("tbody tr")).to_have_count(10)
+        expect(portal.get_by_test_id("portal-history").locator("tbody tr")).to_have_count(1)
+        expect(portal.get_by_test_id("portal-api")).to_contain_text("datastore_search")
+        with portal.expect_download() as dl:
+            portal.locator("[data-testid=portal-downloads] a[data-format=CSV]").click()
+        raw = open(dl.value.path(), "rb").read()
+        assert raw.startswith(b"\xef\xbb\xbf"), raw[:8]
+        assert len(raw.decode("utf-8-sig").splitlines()) == 387, len(raw.splitlines())
+        portal.screenshot(path=f"{shots}/14-portal-dataset.png", full_page=True)
+        portal.reload()
+        portal.wait_for_selector("main[data-ready=true]")
+        expect(portal.get_by_test_id("portal-counts")).to_contain_text("1 次")
+        # A conditional dataset: no download, an application (log in first).
+        portal.goto(f"{base}/open#/dataset/weijian-vaccinations")
+        portal.wait_for_selector("main[data-ready=true]")
+        expect(portal.get_by_test_id("portal-apply")).to_be_visible()
+        expect(portal.get_by_test_id("portal-login")).to_be_visible()
+        expect(portal.get_by_test_id("portal-downloads")).to_have_count(0)
+        public.close()
+
+        # A logged-in consumer applies for it from the portal; the request reaches its steward.
+        login("tj-analyst", "Analyst-pass-2026")
+        page.goto(f"{base}/open#/dataset/weijian-vaccinations")
+        page.wait_for_selector("main[data-ready=true]")
+        page.get_by_test_id("apply-purpose").fill("社区疫苗接种覆盖率交叉比对")
+        page.get_by_test_id("apply-submit").click()
+        expect(page.get_by_test_id("apply-sent")).to_contain_text("申请已提交")
+        page.screenshot(path=f"{shots}/15-portal-apply.png", full_page=True)
+        mine = api("GET", "/requests")["body"]
+        assert any(r["purpose"] == "社区疫苗接种覆盖率交叉比对" and r["status"] == "pending" for r in mine), mine
 
         browser.close()
     if errors:

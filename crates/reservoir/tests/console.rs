@@ -110,6 +110,9 @@ fn console_in_chromium_and_openapi_conformance() {
         "10-approve",
         "11-masked",
         "12-audit",
+        "13-portal",
+        "14-portal-dataset",
+        "15-portal-apply",
     ] {
         assert!(
             shots.join(format!("{page}.png")).exists(),

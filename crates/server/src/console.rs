@@ -30,6 +30,12 @@ const ASSETS: &[Asset] = &[
         immutable: false,
     },
     Asset {
+        path: "portal.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/portal.js"),
+        immutable: false,
+    },
+    Asset {
         path: "favicon.svg",
         content_type: "image/svg+xml",
         body: include_bytes!("../assets/favicon.svg"),
@@ -50,10 +56,14 @@ const ASSETS: &[Asset] = &[
 ];
 
 const INDEX: &str = include_str!("../assets/index.html");
+/// The public open-data portal (no login).
+const PORTAL: &str = include_str!("../assets/portal.html");
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
+        .route("/open", get(portal))
+        .route("/open/", get(portal))
         .route("/assets/{*path}", get(asset))
 }
 
@@ -64,6 +74,17 @@ async fn index() -> Response {
             (header::CACHE_CONTROL, "no-cache"),
         ],
         INDEX,
+    )
+        .into_response()
+}
+
+async fn portal() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PORTAL,
     )
         .into_response()
 }

@@ -251,6 +251,7 @@ pub fn app(state: AppState) -> Router {
                 auth::authenticate,
             )),
         )
+        .route("/catalog.jsonld", axum::routing::get(open::dcat))
         .nest("/delta-sharing", sharing_router(&state))
         .merge(console::router())
         .route("/healthz", axum::routing::get(healthz))

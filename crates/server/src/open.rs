@@ -535,6 +535,9 @@ async fn package(
             "description": f.description,
             "masked": masked.contains(&f.name.as_str()),
         })).collect::<Vec<_>>(),
+        "reservoir_dataset_id": d.id,
+        "reservoir_open_tier": d.open_tier.as_str(),
+        "reservoir_update_frequency": d.update_frequency.as_str(),
     }))
 }
 
@@ -659,11 +662,16 @@ async fn run_action(
                 .await?
                 .ok_or_else(|| CkanError::not_found(format!("Not found: package {id:?}")))?;
             let units = state.catalog().units().await?;
-            state
-                .catalog()
-                .count_open_use(e.raw.id, OpenUse::Api)
-                .await?;
-            package(state, base, &e, &units).await
+            // The portal's dataset page says it is a view; every other call is an API call.
+            let view = p
+                .get("reservoir_view")
+                .is_some_and(|v| v == &json!(true) || v == "true");
+            let what = if view { OpenUse::View } else { OpenUse::Api };
+            state.catalog().count_open_use(e.raw.id, what).await?;
+            let mut pkg = package(state, base, &e, &units).await?;
+            pkg["reservoir_publications"] = json!(state.catalog().publications(e.raw.id).await?);
+            pkg["reservoir_counts"] = json!(state.catalog().open_counts(e.raw.id).await?);
+            Ok(pkg)
         }
         "package_search" => package_search(state, base, p).await,
         "organization_list" => {
@@ -1396,5 +1404,26 @@ async fn download_file(state: &AppState, caller: &Caller, file: &str) -> ApiResu
         other => Err(ApiError::not_found(format!(
             "format {other:?}: expected csv, json, xlsx or parquet"
         ))),
+    }
+}
+
+/// `GET /catalog.jsonld`: the public catalog (open and conditional datasets) as DCAT 3 JSON-LD.
+pub(crate) async fn dcat(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let base = base_url(&headers);
+    let result: ApiResult<Value> = async {
+        let entries = open_entries(&state).await?;
+        let units = state.catalog().units().await?;
+        let datasets: Vec<Dataset> = entries.into_iter().map(|e| e.raw).collect();
+        Ok(reservoir_catalog::dcat::catalog_jsonld(
+            "公共数据开放平台",
+            &base,
+            &units,
+            &datasets,
+        ))
+    }
+    .await;
+    match result {
+        Ok(doc) => ([(header::CONTENT_TYPE, "application/ld+json")], Json(doc)).into_response(),
+        Err(e) => e.into_response(),
     }
 }
