@@ -280,7 +280,7 @@ impl From<reservoir_catalog::Error> for CkanError {
 type CkanResult<T> = Result<T, CkanError>;
 
 /// The base URL clients reached us at.
-fn base_url(headers: &HeaderMap) -> String {
+pub(crate) fn base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -589,18 +589,8 @@ pub(crate) async fn action(
     body: Bytes,
 ) -> Response {
     let base = base_url(&headers);
-    let key = caller
-        .ip
-        .map(|i| i.to_string())
-        .unwrap_or_else(|| "unknown".into());
-    if let Err(wait) = state
-        .open_limiter()
-        .hit(&key, OPEN_RATE, std::time::Duration::from_secs(60))
-    {
-        return crate::auth::too_many(
-            format!("too many requests from this address; try again in {wait} s"),
-            wait,
-        );
+    if let Some(refused) = over_open_rate(&state, &caller) {
+        return refused;
     }
     if method != Method::GET && method != Method::POST {
         return ckan_err(
@@ -623,6 +613,24 @@ pub(crate) async fn action(
 
 /// Requests per minute one address may make to the open-data endpoints.
 pub(crate) const OPEN_RATE: usize = 600;
+
+/// The 429 answer when `caller`'s address went over [`OPEN_RATE`] in the last minute.
+fn over_open_rate(state: &AppState, caller: &Caller) -> Option<Response> {
+    let key = caller
+        .ip
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    state
+        .open_limiter()
+        .hit(&key, OPEN_RATE, std::time::Duration::from_secs(60))
+        .err()
+        .map(|wait| {
+            crate::auth::too_many(
+                format!("too many requests from this address; try again in {wait} s"),
+                wait,
+            )
+        })
+}
 
 async fn run_action(
     state: &AppState,
@@ -1223,18 +1231,8 @@ pub(crate) async fn download(
 
 async fn download_file(state: &AppState, caller: &Caller, file: &str) -> ApiResult<Response> {
     use futures::StreamExt;
-    let key = caller
-        .ip
-        .map(|i| i.to_string())
-        .unwrap_or_else(|| "unknown".into());
-    if let Err(wait) = state
-        .open_limiter()
-        .hit(&key, OPEN_RATE, std::time::Duration::from_secs(60))
-    {
-        return Ok(crate::auth::too_many(
-            format!("too many requests from this address; try again in {wait} s"),
-            wait,
-        ));
+    if let Some(refused) = over_open_rate(state, caller) {
+        return Ok(refused);
     }
     let (name, ext) = file.rsplit_once('.').ok_or_else(|| {
         ApiError::not_found(format!(

@@ -30,6 +30,7 @@ use sqlx::Row;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::open::base_url;
 
 /// The one share: everything a principal's grants give it.
 pub const SHARE: &str = "reservoir";
@@ -533,18 +534,6 @@ fn sign(state: &AppState, grant: i64, version: i64, file: &str, expires: i64) ->
     url_key(state).mac_hex(&format!(
         "{grant}\u{1f}{version}\u{1f}{file}\u{1f}{expires}"
     ))
-}
-
-fn base_url(headers: &axum::http::HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("http");
-    format!("{proto}://{host}")
 }
 
 pub(crate) async fn query_table(

@@ -108,10 +108,7 @@ async fn touched_tables(
         let (Some(schema), table) = (r.schema(), r.table()) else {
             continue;
         };
-        let layer = r.catalog().unwrap_or("raw");
-        if matches!(layer, "quarantine" | "quality") {
-            // Derived tables belong to their raw dataset.
-        }
+        // Any layer's table (quarantine, quality too) counts against its raw dataset.
         let dataset = state.catalog().dataset("raw", schema, table).await?;
         if let Some(d) = dataset {
             let grant = visibility.table(&d).and_then(|a| a.grant_id());
