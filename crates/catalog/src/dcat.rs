@@ -113,7 +113,7 @@ pub fn catalog_jsonld(title: &str, base_url: &str, units: &[Unit], datasets: &[D
                 "dct:publisher": {"@id": org(&d.unit_id)},
                 "dct:accrualPeriodicity": {"@id": frequency_uri(d.update_frequency)},
                 "dct:accessRights": {"@id": access_rights_uri(d.open_tier)},
-                "dcat:landingPage": {"@id": format!("{base}/console/#/datasets/{}/{}/{}", d.layer, d.unit_id, d.name)},
+                "dcat:landingPage": {"@id": format!("{base}/#/dataset/{}/{}/{}", d.layer, d.unit_id, d.name)},
             }));
             // DCAT-AP requires a description; the title stands in when the unit gave none.
             obj.insert(

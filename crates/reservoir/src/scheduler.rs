@@ -51,6 +51,8 @@ pub struct Scheduler {
     pub tz: chrono_tz::Tz,
     pub infer_rows: usize,
     pub batch_rows: usize,
+    /// Open datasets published before are published again after each collection.
+    pub publisher: Option<reservoir_server::AppState>,
 }
 
 impl Scheduler {
@@ -272,6 +274,19 @@ impl Scheduler {
                     tracing::info!(source = %name, runs = runs.len(), "scheduled collection done");
                     if runs.iter().any(|r| r.counts.rows_loaded > 0) {
                         self.check(&def.unit, &def.dataset).await;
+                        if let Some(state) = &self.publisher {
+                            match reservoir_server::open::republish(state, &def.unit, &def.dataset)
+                                .await
+                            {
+                                Ok(Some(p)) => {
+                                    tracing::info!(table = %table, version = p.version, "open snapshot published again")
+                                }
+                                Ok(None) => {}
+                                Err(e) => {
+                                    tracing::error!(table = %table, error = %e.message, "open snapshot not refreshed")
+                                }
+                            }
+                        }
                     }
                     if let Err(e) = self.catalog.resolve_alerts(name, &["failed", "late"]).await {
                         tracing::error!(source = %name, error = %e, "cannot resolve alerts");

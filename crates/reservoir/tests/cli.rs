@@ -2038,3 +2038,85 @@ fn accounts_grants_tokens_and_the_audit_chain() {
         "{text}"
     );
 }
+
+/// `reservoir publish` writes the open snapshot of an open dataset (personal data masked), and
+/// every later collection into it publishes it again; closed datasets are refused.
+#[test]
+fn open_datasets_publish_and_follow_their_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    ok(&reservoir(home, &["init"]));
+    let file = home.join("streets.csv");
+    std::fs::write(
+        &file,
+        "code,name,contact_phone\n310117001,岳阳街道,13800001111\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    ok(&reservoir(
+        home,
+        &[
+            "collect",
+            "--unit",
+            "minzheng",
+            "--dataset",
+            "streets",
+            "--open-tier",
+            "open",
+            f,
+        ],
+    ));
+    ok(&reservoir(
+        home,
+        &["collect", "--unit", "minzheng", "--dataset", "secret", f],
+    ));
+    ok(&reservoir(home, &["catalog", "pii", "minzheng.streets"]));
+
+    let out = ok(&reservoir(home, &["publish", "minzheng.streets"]));
+    assert!(
+        out.contains("published open.minzheng.streets: 1 rows, version 0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("contact_phone:keep:3,4"),
+        "the phone is masked: {out}"
+    );
+    let err = reservoir(home, &["publish", "minzheng.secret"]);
+    assert!(!err.status.success());
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("无条件开放"),
+        "{err:?}"
+    );
+
+    // A new delivery: the open snapshot follows.
+    std::fs::write(
+        &file,
+        "code,name,contact_phone\n310117002,永丰街道,13900002222\n",
+    )
+    .unwrap();
+    let out = ok(&reservoir(
+        home,
+        &[
+            "collect",
+            "--unit",
+            "minzheng",
+            "--dataset",
+            "streets",
+            "--json",
+            f,
+        ],
+    ));
+    assert!(
+        out.contains("open snapshot published again: version 1, 2 rows"),
+        "{out}"
+    );
+    let audit = ok(&reservoir(
+        home,
+        &["audit", "list", "--action", "open.publish"],
+    ));
+    assert_eq!(
+        audit.lines().filter(|l| l.contains("open.publish")).count(),
+        2,
+        "{audit}"
+    );
+}

@@ -93,6 +93,30 @@ pub async fn publish(state: &AppState, raw: &Dataset, by: &str) -> ApiResult<Pub
     Ok(publication)
 }
 
+/// Publishes `unit.dataset` again if it is marked open and was published before: what a
+/// collection that loaded rows calls, so the open snapshot follows its source. `Ok(None)` when
+/// there is nothing to refresh.
+pub async fn republish(
+    state: &AppState,
+    unit: &str,
+    dataset: &str,
+) -> ApiResult<Option<Publication>> {
+    let Some(raw) = state.catalog().dataset("raw", unit, dataset).await? else {
+        return Ok(None);
+    };
+    if raw.open_tier != OpenTier::Open || state.catalog().publications(raw.id).await?.is_empty() {
+        return Ok(None);
+    }
+    let p = publish(state, &raw, "local").await?;
+    let mut e =
+        reservoir_access::AuditEvent::new("local", "open.publish", &format!("{unit}.{dataset}"));
+    e.client = "after collection".into();
+    e.row_count = Some(p.row_count);
+    e.detail = json!({"version": p.version, "masked": p.masked}).to_string();
+    state.audit(e).await;
+    Ok(Some(p))
+}
+
 /// Publishes a dataset's open snapshot (its unit's stewards, operators).
 #[utoipa::path(
     post,

@@ -214,6 +214,23 @@ async fn check_after(home: &Home, args: &Args, report: &mut reservoir_ingest::Ru
     let (Some(_), Some(unit), Some(dataset)) = (parts.next(), parts.next(), parts.next()) else {
         return;
     };
+    // An open dataset published before follows its source.
+    match super::publish::republish(home, unit, dataset).await {
+        Ok(Some(p)) => report.notes.push(format!(
+            "open snapshot published again: version {}, {} rows",
+            p.version, p.row_count
+        )),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!(
+                "warning: the open snapshot of {} was not refreshed: {e:#}",
+                report.table
+            );
+            report
+                .notes
+                .push(format!("the open snapshot was not refreshed: {e:#}"));
+        }
+    }
     match super::check::after_collection(home, unit, dataset).await {
         None => {}
         Some(Ok((outcome, id))) => {

@@ -32,6 +32,28 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The server state publishing needs (the home's keys), for the CLI.
+fn state(home: &Home) -> Result<reservoir_server::AppState> {
+    Ok(reservoir_server::AppState::new(
+        home.lake.clone(),
+        home.catalog.clone(),
+        reservoir_server::ServerConfig::default(),
+    )
+    .with_mask_key(home.mask_key()?)
+    .with_audit_key(home.audit_key()?))
+}
+
+/// Publishes `unit.dataset` again if it is open and was published before (after a collection).
+pub async fn republish(
+    home: &Home,
+    unit: &str,
+    dataset: &str,
+) -> Result<Option<reservoir_catalog::open::Publication>> {
+    reservoir_server::open::republish(&state(home)?, unit, dataset)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
+}
+
 /// Publishes `names` (or, with `all`, every raw dataset marked open); returns how many.
 pub async fn publish(home: &Home, names: &[String], all: bool) -> Result<usize> {
     if names.is_empty() && !all {
@@ -56,13 +78,7 @@ pub async fn publish(home: &Home, names: &[String], all: bool) -> Result<usize> 
             }
         }
     }
-    let state = reservoir_server::AppState::new(
-        home.lake.clone(),
-        home.catalog.clone(),
-        reservoir_server::ServerConfig::default(),
-    )
-    .with_mask_key(home.mask_key()?)
-    .with_audit_key(home.audit_key()?);
+    let state = state(home)?;
     for d in &targets {
         let p = reservoir_server::open::publish(&state, d, "local")
             .await

@@ -57,6 +57,7 @@ pub async fn serve(home: &Home, bind: Option<std::net::SocketAddr>) -> Result<()
             tz,
             infer_rows: home.config.ingest.infer_rows,
             batch_rows: home.config.ingest.batch_rows,
+            publisher: Some(state.clone()),
         };
         println!(
             "Scheduler:         sources in {} with a schedule ({tz})",
