@@ -1117,3 +1117,75 @@ async fn grants_outside_their_hours_or_over_their_quota_are_withheld_and_alerted
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn publishing_needs_the_open_tier_and_uploads_refresh_the_snapshot() {
+    let w = world().await;
+    let op = w.tokens[0].1.clone().unwrap();
+    let steward = w.tokens[1].1.clone().unwrap();
+    let uri = "/api/v1/datasets/raw/minzheng/villages/publish";
+    let (status, body) = call(&w, "POST", uri, Some(&op), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "not marked open: {body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("无条件开放"),
+        "{body}"
+    );
+
+    let catalog = w.state.catalog();
+    let d = catalog
+        .dataset("raw", "minzheng", "villages")
+        .await
+        .unwrap()
+        .unwrap();
+    catalog
+        .upsert_dataset(&reservoir_catalog::DatasetSpec {
+            layer: d.layer.clone(),
+            unit_id: d.unit_id.clone(),
+            name: d.name.clone(),
+            title: d.title.clone(),
+            description: d.description.clone(),
+            system_id: d.system_id.clone(),
+            location: d.location.clone(),
+            update_frequency: d.update_frequency,
+            sensitivity: d.sensitivity,
+            open_tier: reservoir_catalog::OpenTier::Open,
+        })
+        .await
+        .unwrap();
+    // Other units' stewards may not publish it; its own may.
+    let consumer = w.tokens[2].1.clone().unwrap();
+    let (status, _) = call(&w, "POST", uri, Some(&consumer), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, p) = call(&w, "POST", uri, Some(&steward), None).await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    assert_eq!(
+        (p["version"].as_i64(), p["row_count"].as_i64()),
+        (Some(0), Some(386)),
+        "{p}"
+    );
+
+    // A new delivery through the API refreshes the open snapshot.
+    let boundary = "----refresh";
+    let csv = "code,name,streetCode,provinceCode,cityCode,areaCode\n310117999001,测试居委会,310117999,31,3101,310117\n";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"more.csv\"\r\n\
+         Content-Type: text/csv\r\n\r\n{csv}\r\n--{boundary}--\r\n"
+    );
+    let (status, report) = call(
+        &w,
+        "POST",
+        "/api/v1/datasets/raw/minzheng/villages/upload",
+        Some(&steward),
+        Some((
+            format!("multipart/form-data; boundary={boundary}"),
+            body.into_bytes(),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{report}");
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("open snapshot published again: version 1, 387 rows"),
+        "{report}"
+    );
+}

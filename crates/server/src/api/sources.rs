@@ -224,9 +224,15 @@ pub(crate) async fn run(
     })
     .await
     .map_err(ApiError::internal)??;
-    let runs = match outcome {
+    let mut runs = match outcome {
         SourceOutcome::Run(r) => vec![*r],
         SourceOutcome::Folder(f) => f.loaded,
     };
+    for run in &mut runs {
+        if run.counts.rows_loaded > 0 {
+            let (unit, dataset) = (def.unit.clone(), def.dataset.clone());
+            super::upload::refresh_open(&state, &unit, &dataset, run).await;
+        }
+    }
     Ok(Json(runs))
 }

@@ -159,6 +159,9 @@ pub(crate) async fn upload(
                 "rows_quarantined": report.counts.rows_quarantined})
             .to_string();
             state.audit(e).await;
+            if report.counts.rows_loaded > 0 {
+                refresh_open(&state, &unit, &name, &mut report).await;
+            }
             Ok((StatusCode::CREATED, Json(report)))
         }
         Err(e) => {
@@ -167,6 +170,28 @@ pub(crate) async fn upload(
                 err.message = err.message.replace(&path.display().to_string(), original);
             }
             Err(err)
+        }
+    }
+}
+
+/// Publishes the open snapshot of `unit.name` again when it is open and was published before,
+/// noting it (or why it failed) in the run report.
+pub(crate) async fn refresh_open(state: &AppState, unit: &str, name: &str, report: &mut RunReport) {
+    match crate::open::republish(state, unit, name).await {
+        Ok(Some(p)) => report.notes.push(format!(
+            "open snapshot published again: version {}, {} rows",
+            p.version, p.row_count
+        )),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(
+                "{unit}.{name}: the open snapshot was not refreshed: {}",
+                e.message
+            );
+            report.notes.push(format!(
+                "the open snapshot was not refreshed: {}",
+                e.message
+            ));
         }
     }
 }
