@@ -172,9 +172,11 @@ impl QueryEngine {
     }
 }
 
-/// The tables a plan scans and the columns it reads of each (`unit.name` or
-/// `layer.unit.name`, as the query named them), for the audit log.
-pub fn scanned_tables(plan: &datafusion::logical_expr::LogicalPlan) -> Vec<(String, Vec<String>)> {
+/// The tables a plan scans (subqueries included) and the columns it reads of each, as the
+/// query named them — the audit log's account of a query, on every path.
+pub fn scanned_tables(
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> Vec<(datafusion::common::TableReference, Vec<String>)> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     let mut out = Vec::new();
     let _ = plan.apply_with_subqueries(|node| {
@@ -185,7 +187,7 @@ pub fn scanned_tables(plan: &datafusion::logical_expr::LogicalPlan) -> Vec<(Stri
                 .iter()
                 .map(|f| f.name().clone())
                 .collect();
-            out.push((scan.table_name.to_string(), cols));
+            out.push((scan.table_name.clone(), cols));
         }
         Ok(TreeNodeRecursion::Continue)
     });

@@ -251,6 +251,8 @@ struct Shared {
     table: TableRef,
     /// The snapshot's current version.
     version: i64,
+    /// Rows in the snapshot.
+    rows: i64,
     grant: Grant,
     dataset: Dataset,
 }
@@ -291,23 +293,24 @@ async fn shared(
     );
     let fp = fingerprint(&grant);
     let pool = state.catalog().pool();
-    let row = sqlx::query("SELECT source_version, fingerprint, table_version FROM share_snapshots WHERE grant_id = $1")
+    let row = sqlx::query("SELECT source_version, fingerprint, table_version, row_count FROM share_snapshots WHERE grant_id = $1")
         .bind(grant.id)
         .fetch_optional(pool)
         .await
         .map_err(reservoir_catalog::Error::from)?;
     let current = match row {
         Some(r) => {
-            let (sv, f, tv): (i64, String, i64) = (
+            let (sv, f, tv, n): (i64, String, i64, i64) = (
                 r.try_get(0).map_err(reservoir_catalog::Error::from)?,
                 r.try_get(1).map_err(reservoir_catalog::Error::from)?,
                 r.try_get(2).map_err(reservoir_catalog::Error::from)?,
+                r.try_get(3).map_err(reservoir_catalog::Error::from)?,
             );
-            (sv == source_version && f == fp).then_some(tv)
+            (sv == source_version && f == fp).then_some((tv, n))
         }
         None => None,
     };
-    let version = match current {
+    let (version, rows) = match current {
         Some(v) => v,
         None => {
             let key = state
@@ -344,12 +347,13 @@ async fn shared(
             .execute(pool)
             .await
             .map_err(reservoir_catalog::Error::from)?;
-            snap.version
+            (snap.version, snap.rows as i64)
         }
     };
     Ok(Shared {
         table: target,
         version,
+        rows,
         grant,
         dataset,
     })
@@ -580,13 +584,7 @@ pub(crate) async fn query_table(
         (None, None) => s.version,
     };
     // Quota: the rows of the snapshot count as read.
-    let rows: i64 = sqlx::query("SELECT row_count FROM share_snapshots WHERE grant_id = $1")
-        .bind(s.grant.id)
-        .fetch_optional(state.catalog().pool())
-        .await
-        .map_err(reservoir_catalog::Error::from)?
-        .and_then(|r| r.try_get::<i64, _>(0).ok())
-        .unwrap_or_default();
+    let rows = s.rows;
     if let Some(left) = s.grant.rows_left()
         && rows > left
     {

@@ -66,7 +66,11 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
             return Err(e.into());
         }
     };
-    let scanned = reservoir_query::scanned_tables(planned.logical_plan());
+    let scanned: Vec<(String, Vec<String>)> =
+        reservoir_query::scanned_tables(planned.logical_plan())
+            .into_iter()
+            .map(|(t, cols)| (t.to_string(), cols))
+            .collect();
     let batches = match planned.collect().await {
         Ok(b) => b,
         Err(e) => {

@@ -82,29 +82,19 @@ async fn touched_tables(
     plan: &datafusion::logical_expr::LogicalPlan,
     visibility: &reservoir_access::Visibility,
 ) -> ApiResult<Touched> {
-    use datafusion::common::tree_node::TreeNodeRecursion;
-    let mut refs = Vec::new();
-    let mut read = Vec::new();
-    plan.apply_with_subqueries(|node| {
-        if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node {
-            refs.push(scan.table_name.clone());
-            let table = format!(
-                "{}.{}",
-                scan.table_name.schema().unwrap_or("?"),
-                scan.table_name.table()
-            );
-            for f in scan.projected_schema.fields() {
-                read.push(format!("{table}.{}", f.name()));
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .map_err(reservoir_query::Error::from)?;
+    let scanned = reservoir_query::scanned_tables(plan);
+    let read = scanned
+        .iter()
+        .flat_map(|(r, cols)| {
+            let table = format!("{}.{}", r.schema().unwrap_or("?"), r.table());
+            cols.iter().map(move |c| format!("{table}.{c}"))
+        })
+        .collect();
     let mut touched = Touched {
         read,
         ..Touched::default()
     };
-    for r in refs {
+    for (r, _) in &scanned {
         let (Some(schema), table) = (r.schema(), r.table()) else {
             continue;
         };
