@@ -294,6 +294,26 @@ def main(base, shots, admin_password):
         expect(portal.get_by_test_id("portal-apply")).to_be_visible()
         expect(portal.get_by_test_id("portal-login")).to_be_visible()
         expect(portal.get_by_test_id("portal-downloads")).to_have_count(0)
+        # Someone without an account applies: a bad credit code is refused with its reason,
+        # then the application registers the applicant and files the request.
+        form = portal.get_by_test_id("apply-public")
+        portal.get_by_test_id("apply-name").fill("李明")
+        portal.get_by_test_id("apply-org").fill("上海松江数据科技有限公司")
+        portal.get_by_test_id("apply-code").fill("91310117MA1J3K5L7A")
+        portal.get_by_test_id("apply-contact").fill("021-57000000")
+        portal.get_by_test_id("apply-login").fill("liming.sjdata")
+        portal.get_by_test_id("apply-password").fill("Apply-pass-2026")
+        portal.get_by_test_id("apply-purpose").fill("社区疫苗接种率研究，成果向区卫健委报送")
+        portal.get_by_test_id("apply-submit").click()
+        expect(portal.get_by_test_id("apply-error")).to_contain_text("unified social credit code")
+        portal.get_by_test_id("apply-code").fill("91310117MA1J3K5L7L")
+        portal.get_by_test_id("apply-submit").click()
+        expect(portal.get_by_test_id("apply-sent")).to_contain_text("liming.sjdata")
+        expect(form.locator("button[type=submit]")).to_be_disabled()
+        portal.screenshot(path=f"{shots}/16-portal-public-apply.png", full_page=True)
+        mine = portal.evaluate("fetch('/api/v1/requests').then((r) => r.json())")
+        assert len(mine) == 1 and mine[0]["status"] == "pending", mine
+        assert "上海松江数据科技有限公司" in mine[0]["purpose"] and "91310117MA1J3K5L7L" in mine[0]["purpose"], mine
         public.close()
 
         # A logged-in consumer applies for it from the portal; the request reaches its steward.

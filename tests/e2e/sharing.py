@@ -8,7 +8,9 @@ minzheng.streets (code, name kept to its first character, only 镇 rows). Checks
 lists exactly those; load_as_pandas reads the villages table and matches the lake's rows exactly
 (as the operator reads them); the streets table comes back masked and filtered, exactly as the
 consumer's own data API shows it; limit, version and timestamp work, a malformed timestamp is a
-400 naming the expected form; an expired token is refused.
+400 naming the expected form; the change data feed (load_table_changes_as_pandas) shows a
+village uploaded meanwhile as one insert of the new version, by version and by timestamp; an
+expired token is refused.
 """
 import json
 import os
@@ -87,6 +89,37 @@ def main(base, consumer, operator, expiring, catalog_db):
         status, body, _ = call(base, consumer, "GET",
                                "/delta-sharing/shares/reservoir/schemas/tongji/tables/gdp_by_province/metadata")
         assert status == 404, (status, body)
+
+        # The change data feed: a village collected upstream is one insert in the next version;
+        # from version 0, inserts less deletes are the table's rows.
+        import requests
+        csv = ("code,name,streetCode,provinceCode,cityCode,areaCode\n"
+               "310117001999,测试新村村委会,310117001,31,3101,310117\n")
+        r = requests.post(base + "/api/v1/datasets/raw/minzheng/villages/upload",
+                          headers={"Authorization": f"Bearer {operator}"},
+                          files={"file": ("new-village.csv", csv.encode())}, data={"mode": "append"})
+        assert r.status_code == 201, r.text
+        assert len(delta_sharing.load_as_pandas(prof + "#reservoir.minzheng.villages")) == 387
+        latest = client._rest_client.query_table_version(
+            delta_sharing.protocol.Table(name="villages", share="reservoir", schema="minzheng")).delta_table_version
+        assert latest > version, (latest, version)
+        changes = delta_sharing.load_table_changes_as_pandas(
+            prof + "#reservoir.minzheng.villages", starting_version=0, ending_version=latest)
+        assert {"_change_type", "_commit_version", "_commit_timestamp"} <= set(changes.columns), changes.columns
+        last = changes[changes["_commit_version"] == latest]
+        assert list(last["_change_type"]) == ["insert"], last
+        assert int(last.iloc[0]["code"]) == 310117001999 and last.iloc[0]["name"] == "测试新村村委会", last
+        kinds = changes["_change_type"].value_counts().to_dict()
+        assert kinds.get("insert", 0) - kinds.get("delete", 0) == 387, kinds
+        # The same versions by timestamp, and a range that does not exist is a 400.
+        by_time = delta_sharing.load_table_changes_as_pandas(
+            prof + "#reservoir.minzheng.villages", starting_timestamp="2000-01-01T00:00:00Z")
+        assert len(by_time) == len(changes), (len(by_time), len(changes))
+        status, body, _ = call(base, consumer, "GET",
+                               "/delta-sharing/shares/reservoir/schemas/minzheng/tables/villages/changes"
+                               f"?startingVersion={latest + 5}")
+        assert status == 400, (status, body)
+        print(f"sharing e2e: change data feed over versions 0..{latest}: {kinds}")
 
         # An expired token is refused.
         db = sqlite3.connect(catalog_db)

@@ -114,6 +114,34 @@ pub struct NewUser {
     pub must_change: bool,
 }
 
+/// Someone from outside the units registering on the open-data portal to apply for data.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct NewApplicant {
+    /// The login name to create.
+    pub login: String,
+    pub password: String,
+    /// The applicant's name.
+    pub name: String,
+    /// The company, institution or "个人" (a private person).
+    pub organization: String,
+    /// The organization's unified social credit code (统一社会信用代码), checked when given.
+    #[serde(default)]
+    pub credit_code: Option<String>,
+    /// A phone number or an e-mail address the steward can reach.
+    pub contact: String,
+}
+
+/// What an applicant said about itself, as its steward sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Applicant {
+    pub login: String,
+    pub name: String,
+    pub organization: String,
+    pub credit_code: Option<String>,
+    pub contact: String,
+    pub registered_at: String,
+}
+
 /// Who is asking: an account (by login or by token), or the public.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Principal {

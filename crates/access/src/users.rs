@@ -120,6 +120,113 @@ impl Access {
         })
     }
 
+    /// Registers an applicant from outside the units: a consumer account without a unit, which
+    /// sees nothing until a request of its is approved. The credit code, when given, must pass
+    /// its check digit (`check_code` is the caller's validator).
+    pub async fn register_applicant(
+        &self,
+        new: &NewApplicant,
+        client: &str,
+        check_code: impl Fn(&str) -> bool,
+    ) -> Result<User> {
+        check_login(&new.login)?;
+        secret::check_password_policy(&new.password)?;
+        let field = |what: &'static str, value: &str, max: usize| -> Result<String> {
+            let v = value.trim();
+            if v.is_empty() {
+                return Err(Error::invalid(what, "is required"));
+            }
+            if v.chars().count() > max {
+                return Err(Error::invalid(
+                    what,
+                    format!("is longer than {max} characters"),
+                ));
+            }
+            Ok(v.to_string())
+        };
+        let name = field("name", &new.name, 64)?;
+        let organization = field("organization", &new.organization, 128)?;
+        let contact = field("contact", &new.contact, 128)?;
+        let credit_code = match new.credit_code.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(code) => {
+                let code = code.to_ascii_uppercase();
+                if !check_code(&code) {
+                    return Err(Error::invalid(
+                        "credit_code",
+                        format!(
+                            "{code:?} is not a valid unified social credit code (18 characters \
+                             with a matching check character)"
+                        ),
+                    ));
+                }
+                Some(code)
+            }
+        };
+        if self.user(&new.login).await?.is_some() {
+            return Err(Error::Conflict(format!(
+                "the login {:?} is taken; choose another",
+                new.login
+            )));
+        }
+        let hash = secret::hash_password(&new.password)?;
+        let now = format_ts(Utc::now());
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO users (id, display_name, role, unit_id, password_hash, must_change,
+                 created_at, updated_at)
+             VALUES ($1, $2, $3, NULL, $4, 0, $5, $5)",
+        )
+        .bind(&new.login)
+        .bind(format!("{name}（{organization}）"))
+        .bind(Role::Consumer.as_str())
+        .bind(hash)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO applicants (user_id, name, organization, credit_code, contact, client,
+                 registered_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&new.login)
+        .bind(&name)
+        .bind(&organization)
+        .bind(&credit_code)
+        .bind(&contact)
+        .bind(client)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.user(&new.login).await?.ok_or_else(|| Error::NotFound {
+            kind: "account",
+            name: new.login.clone(),
+        })
+    }
+
+    /// What an applicant registered with (`None` for staff accounts).
+    pub async fn applicant(&self, login: &str) -> Result<Option<Applicant>> {
+        let row = sqlx::query(
+            "SELECT user_id, name, organization, credit_code, contact, registered_at
+             FROM applicants WHERE user_id = $1",
+        )
+        .bind(login)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(Applicant {
+                login: r.try_get(0)?,
+                name: r.try_get(1)?,
+                organization: r.try_get(2)?,
+                credit_code: r.try_get(3)?,
+                contact: r.try_get(4)?,
+                registered_at: r.try_get(5)?,
+            })
+        })
+        .transpose()
+    }
+
     pub async fn user(&self, id: &str) -> Result<Option<User>> {
         let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
             .bind(id)

@@ -830,3 +830,57 @@ async fn metering(catalog: Catalog, _raw: Raw) {
     assert_eq!(access.daily_rows_baseline("analyst").await.unwrap(), None);
 }
 on_both_backends!(usage_meter, metering);
+
+async fn applicants(catalog: Catalog, _raw: Raw) {
+    let access = Access::new(catalog);
+    let new = reservoir_access::NewApplicant {
+        login: "liming".into(),
+        password: "Apply-pass-2026".into(),
+        name: " 李明 ".into(),
+        organization: "上海松江数据科技有限公司".into(),
+        credit_code: Some("91310117ma1j3k5l7l".into()),
+        contact: "021-57000000".into(),
+    };
+    // The caller's validator decides the credit code; a refused one leaves no account.
+    let refused = access
+        .register_applicant(&new, "127.0.0.1 portal", |_| false)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("credit"), "{refused}");
+    assert!(access.user("liming").await.unwrap().is_none());
+    let user = access
+        .register_applicant(&new, "127.0.0.1 portal", |c| c == "91310117MA1J3K5L7L")
+        .await
+        .unwrap();
+    assert_eq!(user.role, Role::Consumer);
+    assert_eq!(user.unit_id, None);
+    assert_eq!(user.display_name, "李明（上海松江数据科技有限公司）");
+    assert!(!user.must_change);
+    let a = access.applicant("liming").await.unwrap().unwrap();
+    assert_eq!(a.name, "李明");
+    assert_eq!(a.credit_code.as_deref(), Some("91310117MA1J3K5L7L"));
+    assert!(access.applicant("nobody").await.unwrap().is_none());
+    // It logs in like any account; the login cannot be taken twice.
+    access
+        .authenticate("liming", "Apply-pass-2026")
+        .await
+        .unwrap();
+    let again = access
+        .register_applicant(&new, "127.0.0.1 portal", |_| true)
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains("taken"), "{again}");
+    // Required fields.
+    let empty = reservoir_access::NewApplicant {
+        login: "other".into(),
+        contact: " ".into(),
+        ..new.clone()
+    };
+    assert!(
+        access
+            .register_applicant(&empty, "x", |_| true)
+            .await
+            .is_err()
+    );
+}
+on_both_backends!(applicant_accounts, applicants);

@@ -15,6 +15,7 @@
 //! expression of the query. The local CLI and operators see everything ([`QueryEngine::new`]).
 
 mod error;
+pub mod executor;
 pub mod output;
 pub mod policy;
 pub mod snapshot;
@@ -76,6 +77,7 @@ impl QueryEngine {
             .with_config(config)
             .with_runtime_env(runtime.clone())
             .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(executor::YieldingJoins))
             .build();
         let ctx = SessionContext::new_with_state(state);
 
@@ -137,7 +139,12 @@ impl QueryEngine {
                     (unit, Arc::new(schema) as Arc<dyn SchemaProvider>)
                 })
                 .collect();
-            ctx.register_catalog(layer.as_str(), Arc::new(LayerCatalog { schemas }));
+            ctx.register_catalog(
+                layer.as_str(),
+                Arc::new(LayerCatalog {
+                    schemas: std::sync::RwLock::new(schemas),
+                }),
+            );
         }
         Ok(Self { ctx, budgets })
     }
@@ -237,19 +244,46 @@ pub fn check_read_only(sql: &str) -> Result<()> {
     Ok(())
 }
 
-/// One lake layer as a DataFusion catalog; its schemas are units.
+/// One lake layer as a DataFusion catalog; its schemas are units (and, in a PostgreSQL wire
+/// session, `pg_catalog`).
 #[derive(Debug)]
 struct LayerCatalog {
-    schemas: BTreeMap<String, Arc<dyn SchemaProvider>>,
+    schemas: std::sync::RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>,
 }
 
 impl CatalogProvider for LayerCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.schemas.keys().cloned().collect()
+        match self.schemas.read() {
+            Ok(s) => s.keys().cloned().collect(),
+            Err(poisoned) => poisoned.get_ref().keys().cloned().collect(),
+        }
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        self.schemas.get(name).cloned()
+        match self.schemas.read() {
+            Ok(s) => s.get(name).cloned(),
+            Err(poisoned) => poisoned.get_ref().get(name).cloned(),
+        }
+    }
+
+    /// Adds a schema of system tables; a unit's name cannot be taken.
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> datafusion::error::Result<Option<Arc<dyn SchemaProvider>>> {
+        let mut schemas = self
+            .schemas
+            .write()
+            .map_err(|_| DataFusionError::Internal("catalog lock poisoned".into()))?;
+        if let Some(existing) = schemas.get(name)
+            && existing.is::<UnitSchema>()
+        {
+            return Err(DataFusionError::Plan(format!(
+                "{name} is a unit's schema and cannot be replaced"
+            )));
+        }
+        Ok(schemas.insert(name.to_string(), schema))
     }
 }
 

@@ -19,6 +19,51 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub server: ServerSection,
     pub scheduler: SchedulerConfig,
+    pub open: OpenSection,
+    pub postgres: PostgresSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenSection {
+    /// The licence open datasets are published under (an IRI, shown in DCAT and the portal).
+    pub license: String,
+    /// The administrative division the platform's data covers: GB/T 2260 code and name.
+    pub region_code: String,
+    pub region_name: String,
+}
+
+impl Default for OpenSection {
+    fn default() -> Self {
+        Self {
+            license: reservoir_catalog::dcat::DEFAULT_LICENSE.into(),
+            region_code: String::new(),
+            region_name: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresSection {
+    /// Whether `reservoir serve` also answers the PostgreSQL wire protocol.
+    pub enabled: bool,
+    /// Address it listens on.
+    pub bind: String,
+    /// TLS certificate and private key (PEM); both set turns TLS on.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for PostgresSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: "127.0.0.1:5433".into(),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,6 +198,22 @@ query_timeout_secs = 60
 # plain HTTP on a trusted network.
 secure_cookies = true
 
+[open]
+# The licence of open data (an IRI; DCAT and the portal show it).
+license = "https://creativecommons.org/licenses/by/4.0/"
+# The administrative division the data covers (GB/T 2260), e.g. region_code = "440604".
+region_code = ""
+region_name = ""
+
+[postgres]
+# reservoir serve also speaks the PostgreSQL wire protocol: psql, DBeaver, Metabase and
+# Superset connect with an account's password or an API token, under the same grants.
+enabled = true
+bind = "127.0.0.1:5433"
+# TLS: both a PEM certificate and its private key.
+# tls_cert = "tls/server.crt"
+# tls_key = "tls/server.key"
+
 [scheduler]
 # reservoir serve collects every source in sources/ that has a `schedule` (cron, e.g.
 # schedule = "0 2 * * *"), retries failures, and raises alerts for failed and late sources.
@@ -193,6 +254,24 @@ impl Config {
                 self.scheduler.timezone
             );
         }
+        if self.postgres.bind.parse::<std::net::SocketAddr>().is_err() {
+            bail!(
+                "postgres.bind {:?} is not an address like 127.0.0.1:5433",
+                self.postgres.bind
+            );
+        }
+        if self.postgres.tls_cert.is_some() != self.postgres.tls_key.is_some() {
+            bail!("postgres.tls_cert and postgres.tls_key go together: set both or neither");
+        }
+        if self.open.region_code.is_empty() != self.open.region_name.is_empty() {
+            bail!("open.region_code and open.region_name go together: set both or neither");
+        }
+        if url::Url::parse(&self.open.license).is_err() {
+            bail!(
+                "open.license {:?} is not an IRI like https://creativecommons.org/licenses/by/4.0/",
+                self.open.license
+            );
+        }
         if self.ingest.infer_rows == 0 || self.ingest.batch_rows == 0 {
             bail!("ingest.infer_rows and ingest.batch_rows must be positive");
         }
@@ -224,7 +303,33 @@ impl Config {
             infer_rows: self.ingest.infer_rows,
             batch_rows: self.ingest.batch_rows,
             secure_cookies: self.server.secure_cookies,
+            open_license: self.open.license.clone(),
+            open_region: (!self.open.region_code.is_empty())
+                .then(|| (self.open.region_code.clone(), self.open.region_name.clone())),
         })
+    }
+
+    /// Settings for the PostgreSQL listener (`None` when it is off); TLS paths resolve against
+    /// the home.
+    pub fn postgres_config(&self, home: &Path) -> Result<Option<reservoir_server::pg::PgConfig>> {
+        if !self.postgres.enabled {
+            return Ok(None);
+        }
+        let bind = self
+            .postgres
+            .bind
+            .parse()
+            .with_context(|| format!("postgres.bind {:?}", self.postgres.bind))?;
+        let tls = match (&self.postgres.tls_cert, &self.postgres.tls_key) {
+            (Some(c), Some(k)) => Some((home.join(c), home.join(k))),
+            _ => None,
+        };
+        Ok(Some(reservoir_server::pg::PgConfig {
+            bind,
+            tls,
+            timeout: std::time::Duration::from_secs(self.server.query_timeout_secs),
+            ..Default::default()
+        }))
     }
 
     /// The lake folder, resolved against the home.

@@ -308,7 +308,7 @@ fn serve_answers_and_stops_gracefully() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_reservoir"))
         .arg("--home")
         .arg(&home)
-        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(["serve", "--bind", "127.0.0.1:0", "--pg-bind", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -471,7 +471,7 @@ fn serve_runs_scheduled_sources_and_raises_alerts() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_reservoir"))
         .arg("--home")
         .arg(&home)
-        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(["serve", "--bind", "127.0.0.1:0", "--pg-bind", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -1129,45 +1129,38 @@ fn catalog_imports_the_real_crawls_and_exports_what_it_reads() {
         }
     }
 
-    // DCAT: one dcat:Dataset per dataset, with access rights from the open tier.
-    let file = dir.path().join("catalog.jsonld");
-    ok(&reservoir(
-        &home,
-        &[
-            "catalog",
-            "export",
-            "-o",
-            file.to_str().unwrap(),
-            "--base-url",
-            "https://data.example.gov.cn",
-        ],
-    ));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    let graph = doc["@graph"].as_array().unwrap();
-    let datasets: Vec<&serde_json::Value> = graph
-        .iter()
-        .filter(|n| n["@type"] == "dcat:Dataset")
-        .collect();
-    assert_eq!(datasets.len(), 665);
-    let tax_node = datasets
-        .iter()
-        .find(|d| d["dct:identifier"] == "FS_KF_ZW_SDSJ_001")
-        .unwrap();
-    assert_eq!(
-        tax_node["dct:accessRights"]["@id"],
-        "http://publications.europa.eu/resource/authority/access-right/PUBLIC"
-    );
-    // The file is RDF that a real parser reads: rdflib counts the same datasets.
+    // DCAT, as JSON-LD and as Turtle: one dcat:Dataset per dataset, with access rights from the
+    // open tier; rdflib reads both to the same graph.
+    let mut files = Vec::new();
+    for ext in ["jsonld", "ttl"] {
+        let file = dir.path().join(format!("catalog.{ext}"));
+        ok(&reservoir(
+            &home,
+            &[
+                "catalog",
+                "export",
+                "-o",
+                file.to_str().unwrap(),
+                "--base-url",
+                "https://data.example.gov.cn",
+            ],
+        ));
+        files.push(file);
+    }
     let py = Command::new("python3")
         .arg("-c")
         .arg(
             "import sys, rdflib\n\
+             from rdflib.compare import isomorphic\n\
              g = rdflib.Graph().parse(sys.argv[1], format='json-ld')\n\
+             t = rdflib.Graph().parse(sys.argv[2], format='turtle')\n\
+             assert isomorphic(g, t), 'JSON-LD and Turtle differ'\n\
              DCAT = rdflib.Namespace('http://www.w3.org/ns/dcat#')\n\
-             print(len(set(g.subjects(rdflib.RDF.type, DCAT.Dataset))))",
+             DCT = rdflib.Namespace('http://purl.org/dc/terms/')\n\
+             tax = next(g.subjects(DCT.identifier, rdflib.Literal('FS_KF_ZW_SDSJ_001')))\n\
+             print(len(set(g.subjects(rdflib.RDF.type, DCAT.Dataset))), g.value(tax, DCT.accessRights))",
         )
-        .arg(&file)
+        .args(&files)
         .output()
         .expect("python3");
     assert!(
@@ -1175,7 +1168,10 @@ fn catalog_imports_the_real_crawls_and_exports_what_it_reads() {
         "rdflib could not read the DCAT export (install tests/e2e/requirements.txt): {}",
         String::from_utf8_lossy(&py.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "665");
+    assert_eq!(
+        String::from_utf8_lossy(&py.stdout).trim(),
+        "665 http://publications.europa.eu/resource/authority/access-right/PUBLIC"
+    );
 
     // Errors name the file and what was expected.
     let bad = dir.path().join("bad.csv");

@@ -16,6 +16,8 @@ use reservoir_testkit::workspace_root;
 struct Server {
     child: Child,
     url: String,
+    /// The PostgreSQL listener's address, as `reservoir demo` printed it.
+    pg: Option<std::net::SocketAddr>,
     /// The first operator's password, as `reservoir demo` printed it.
     admin_password: Option<String>,
 }
@@ -56,11 +58,27 @@ fn start(args: &[&std::ffi::OsStr]) -> Server {
             break rest.trim().trim_end_matches('/').to_string();
         }
     };
+    // The listeners that follow, up to the line that says the server is ready.
+    let mut pg = None;
+    for line in lines.by_ref() {
+        let line = line.expect("read stdout");
+        if let Some(rest) = line.strip_prefix("PostgreSQL:") {
+            pg = rest
+                .trim()
+                .strip_prefix("postgres://")
+                .and_then(|r| r.split('/').next())
+                .and_then(|a| a.parse().ok());
+        }
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     Server {
         child,
         url,
+        pg,
         admin_password,
     }
 }
@@ -86,6 +104,8 @@ fn console_in_chromium_and_openapi_conformance() {
     let server = start(&[
         "demo".as_ref(),
         "--bind".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--pg-bind".as_ref(),
         "127.0.0.1:0".as_ref(),
         home.as_os_str(),
     ]);
@@ -113,6 +133,7 @@ fn console_in_chromium_and_openapi_conformance() {
         "13-portal",
         "14-portal-dataset",
         "15-portal-apply",
+        "16-portal-public-apply",
     ] {
         assert!(
             shots.join(format!("{page}.png")).exists(),
@@ -212,6 +233,16 @@ fn console_in_chromium_and_openapi_conformance() {
             &expiring,
             catalog_db.to_str().unwrap(),
         ],
+    );
+
+    // The PostgreSQL protocol through the real psql and psycopg, as the operator (its token as
+    // the password) and as the consumer with the masked, filtered grant.
+    let pg = server
+        .pg
+        .expect("reservoir demo prints the PostgreSQL address");
+    python(
+        "pg.py",
+        &[&pg.ip().to_string(), &pg.port().to_string(), &operator],
     );
 
     // Schemathesis calls every operation as an operator, with a token from the CLI.

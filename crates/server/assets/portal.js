@@ -14,6 +14,10 @@ const I18N = {
     'ds.masked': '已脱敏', 'ds.version': '版本', 'ds.time': '时间', 'ds.count': '行数', 'ds.maskedCols': '脱敏字段',
     'ds.field': '字段', 'ds.title': '名称', 'ds.type': '类型', 'ds.org': '提供单位', 'ds.freq': '更新频率',
     'apply.title': '申请使用（有条件开放）', 'apply.hint': '有条件开放数据经提供单位审核后共享。请登录工作台账号后提交申请。',
+    'apply.public': '有条件开放数据经提供单位审核后共享。没有账号？填写申请人信息并设置登录账号，提交后即可在工作台查看审核进度。',
+    'apply.have': '已有账号？', 'apply.name': '申请人姓名', 'apply.org': '单位名称（个人填“个人”）', 'apply.code': '统一社会信用代码（选填）',
+    'apply.contact': '联系电话或邮箱', 'apply.account': '登录名（小写字母、数字）', 'apply.password': '密码（至少 10 位，含两类字符）',
+    'apply.registered': '申请已提交，等待 {org} 审核。已为您创建账号 {login}，可登录工作台「数据申请」查看进度。',
     'apply.login': '登录后申请', 'apply.purpose': '用途', 'apply.start': '开始日期', 'apply.end': '结束日期', 'apply.volume': '数据量（行）',
     'apply.submit': '提交申请', 'apply.sent': '申请已提交，等待 {org} 审核；可在工作台「数据申请」查看进度。',
     'freq.realtime': '实时', 'freq.hourly': '每小时', 'freq.daily': '每日', 'freq.weekly': '每周', 'freq.monthly': '每月',
@@ -31,6 +35,10 @@ const I18N = {
     'ds.masked': 'masked', 'ds.version': 'Version', 'ds.time': 'Time', 'ds.count': 'Rows', 'ds.maskedCols': 'Masked columns',
     'ds.field': 'Field', 'ds.title': 'Title', 'ds.type': 'Type', 'ds.org': 'Publisher', 'ds.freq': 'Updates',
     'apply.title': 'Apply for access (conditionally open)', 'apply.hint': 'Conditionally open data is shared after the publishing unit approves. Log in with a staff account to apply.',
+    'apply.public': 'Conditionally open data is shared after the publishing unit approves. No account? Say who you are and choose a login; you can follow your application in the console.',
+    'apply.have': 'Have an account?', 'apply.name': 'Your name', 'apply.org': 'Organization (or "个人" for yourself)', 'apply.code': 'Unified social credit code (optional)',
+    'apply.contact': 'Phone or e-mail', 'apply.account': 'Login name (lowercase letters, digits)', 'apply.password': 'Password (10+ characters, two kinds)',
+    'apply.registered': 'Application sent; {org} decides. Your account {login} was created: follow the application under Requests in the console.',
     'apply.login': 'Log in to apply', 'apply.purpose': 'Purpose', 'apply.start': 'From', 'apply.end': 'Until', 'apply.volume': 'Rows',
     'apply.submit': 'Apply', 'apply.sent': 'Application sent; {org} decides. Follow it under Requests in the console.',
     'freq.realtime': 'real time', 'freq.hourly': 'hourly', 'freq.daily': 'daily', 'freq.weekly': 'weekly', 'freq.monthly': 'monthly',
@@ -167,11 +175,18 @@ async function applyPanel(p) {
   const panel = el('div', { class: 'panel form', 'data-testid': 'portal-apply' }, el('h2', { style: 'margin-top:0' }, t('apply.title')), el('p', { class: 'muted' }, t('apply.hint')));
   let me = null;
   try { me = await (await fetch('/api/v1/auth/me')).json(); } catch (_) { /* public */ }
-  if (!me || !me.login || !['consumer', 'steward', 'operator'].includes(me.role)) {
+  const day = (d) => d.toISOString().slice(0, 10);
+  if (!me || !me.login) {
+    panel.replaceChildren(el('h2', { style: 'margin-top:0' }, t('apply.title')), el('p', { class: 'muted' }, t('apply.public')));
+    panel.append(publicApplication(p, day));
+    panel.append(el('p', { class: 'muted' }, t('apply.have'), ' ',
+      el('a', { href: '/', 'data-testid': 'portal-login' }, t('apply.login'))));
+    return panel;
+  }
+  if (!['consumer', 'steward', 'operator'].includes(me.role)) {
     panel.append(el('a', { class: 'button primary', href: '/', 'data-testid': 'portal-login' }, t('apply.login')));
     return panel;
   }
-  const day = (d) => d.toISOString().slice(0, 10);
   const purpose = el('textarea', { rows: 2, 'data-testid': 'apply-purpose', required: true });
   const from = el('input', { type: 'date', value: day(new Date()) });
   const until = el('input', { type: 'date', value: day(new Date(Date.now() + 90 * 86400e3)) });
@@ -192,6 +207,42 @@ async function applyPanel(p) {
   el('button', { class: 'primary', type: 'submit', 'data-testid': 'apply-submit' }, t('apply.submit')), msg);
   panel.append(form);
   return panel;
+}
+
+// The application of someone without an account: who they are, the account to create, and
+// what the data is for; the server registers them and files the request in one step.
+function publicApplication(p, day) {
+  const input = (id, attrs = {}) => el('input', Object.assign({ 'data-testid': id, required: true }, attrs));
+  const name = input('apply-name', { maxlength: 64 });
+  const org = input('apply-org', { maxlength: 128 });
+  const code = input('apply-code', { required: false, maxlength: 18, pattern: '[0-9A-HJ-NPQRTUWXYa-hj-npqrtuwxy]{18}' });
+  const contact = input('apply-contact', { maxlength: 128 });
+  const login = input('apply-login', { pattern: '[a-z0-9][a-z0-9._@\\-]{1,63}', autocomplete: 'username' });
+  const password = input('apply-password', { type: 'password', minlength: 10, autocomplete: 'new-password' });
+  const purpose = el('textarea', { rows: 2, 'data-testid': 'apply-purpose', required: true });
+  const from = el('input', { type: 'date', value: day(new Date()) });
+  const until = el('input', { type: 'date', value: day(new Date(Date.now() + 90 * 86400e3)) });
+  const msg = el('div', {});
+  return el('form', { 'data-testid': 'apply-public', onsubmit: async (ev) => {
+    ev.preventDefault();
+    msg.replaceChildren();
+    const r = await fetch('/api/v1/open/applications', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ login: login.value, password: password.value, name: name.value, organization: org.value,
+        credit_code: code.value || null, contact: contact.value, dataset_id: p.reservoir_dataset_id, purpose: purpose.value,
+        period_start: from.value, period_end: until.value }) });
+    const body = await r.json().catch(() => ({}));
+    if (r.ok) {
+      ev.target.querySelectorAll('input, textarea, button').forEach((e) => { e.disabled = true; });
+      msg.append(el('div', { class: 'ok', 'data-testid': 'apply-sent' },
+        t('apply.registered', { org: p.organization ? p.organization.title : '', login: body.login })));
+    } else msg.append(el('div', { class: 'error', 'data-testid': 'apply-error' }, t('err') + (body.message || r.statusText)));
+  } },
+  el('div', { class: 'row' }, el('label', {}, t('apply.name'), name), el('label', {}, t('apply.org'), org)),
+  el('div', { class: 'row' }, el('label', {}, t('apply.code'), code), el('label', {}, t('apply.contact'), contact)),
+  el('div', { class: 'row' }, el('label', {}, t('apply.account'), login), el('label', {}, t('apply.password'), password)),
+  el('label', {}, t('apply.purpose'), purpose),
+  el('div', { class: 'row' }, el('label', {}, t('apply.start'), from), el('label', {}, t('apply.end'), until)),
+  el('button', { class: 'primary', type: 'submit', 'data-testid': 'apply-submit' }, t('apply.submit')), msg);
 }
 
 function applyStaticText() {

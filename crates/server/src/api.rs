@@ -3,8 +3,8 @@
 mod access;
 pub(crate) mod auth;
 mod catalog;
-mod data;
-mod query;
+pub(crate) mod data;
+pub(crate) mod query;
 mod report;
 mod rules;
 mod sources;
@@ -63,6 +63,7 @@ row-filtered; every access is audited.",
         sources::run,
         auth::login,
         auth::logout,
+        auth::apply,
         auth::me,
         auth::password,
         access::users,
@@ -142,6 +143,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/sources/{name}/run", post(sources::run))
         .route("/auth/login", post(auth::login))
+        .route("/open/applications", post(auth::apply))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/me", get(auth::me))
         .route("/auth/password", post(auth::password))

@@ -318,6 +318,25 @@ impl RateLimiter {
         q.push_back(now);
         Ok(())
     }
+
+    /// Whether `key` is under `max` hits in `window`, without recording one.
+    pub fn check(&self, key: &str, max: usize, window: Duration) -> Result<(), u64> {
+        let now = Instant::now();
+        let hits = self.hits.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(q) = hits.get(key) else {
+            return Ok(());
+        };
+        let recent: Vec<&Instant> = q
+            .iter()
+            .filter(|t| now.duration_since(**t) < window)
+            .collect();
+        if recent.len() >= max {
+            let oldest = recent.first().map_or(now, |t| **t);
+            let wait = window.saturating_sub(now.duration_since(oldest));
+            return Err(wait.as_secs().max(1));
+        }
+        Ok(())
+    }
 }
 
 /// 429 with Retry-After.

@@ -22,6 +22,7 @@ mod console;
 mod error;
 mod metrics;
 pub mod open;
+pub mod pg;
 mod sharing;
 
 use std::future::Future;
@@ -68,6 +69,10 @@ pub struct ServerConfig {
     /// Mark session cookies Secure (sent over HTTPS only; browsers also send them to
     /// http://localhost). Turn off only for plain HTTP on a trusted network.
     pub secure_cookies: bool,
+    /// The licence of open data (an IRI).
+    pub open_license: String,
+    /// The administrative division the data covers: GB/T 2260 code and name.
+    pub open_region: Option<(String, String)>,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +89,8 @@ impl Default for ServerConfig {
             infer_rows: 10_000,
             batch_rows: 32_768,
             secure_cookies: true,
+            open_license: reservoir_catalog::dcat::DEFAULT_LICENSE.into(),
+            open_region: None,
         }
     }
 }
@@ -251,7 +258,31 @@ pub fn app(state: AppState) -> Router {
                 auth::authenticate,
             )),
         )
-        .route("/catalog.jsonld", axum::routing::get(open::dcat))
+        .route(
+            "/catalog.jsonld",
+            axum::routing::get(
+                |axum::extract::State(s): axum::extract::State<AppState>,
+                 h: axum::http::HeaderMap| async move {
+                    open::dcat(&s, &h, Some(open::RdfSyntax::JsonLd)).await
+                },
+            ),
+        )
+        .route(
+            "/catalog.ttl",
+            axum::routing::get(
+                |axum::extract::State(s): axum::extract::State<AppState>,
+                 h: axum::http::HeaderMap| async move {
+                    open::dcat(&s, &h, Some(open::RdfSyntax::Turtle)).await
+                },
+            ),
+        )
+        .route(
+            "/catalog",
+            axum::routing::get(
+                |axum::extract::State(s): axum::extract::State<AppState>,
+                 h: axum::http::HeaderMap| async move { open::dcat(&s, &h, None).await },
+            ),
+        )
         .nest("/delta-sharing", sharing_router(&state))
         .merge(console::router())
         .route("/healthz", axum::routing::get(healthz))

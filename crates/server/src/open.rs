@@ -1429,23 +1429,124 @@ async fn download_file(state: &AppState, caller: &Caller, file: &str) -> ApiResu
     }
 }
 
-/// `GET /catalog.jsonld`: the public catalog (open and conditional datasets) as DCAT 3 JSON-LD.
-pub(crate) async fn dcat(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let base = base_url(&headers);
-    let result: ApiResult<Value> = async {
-        let entries = open_entries(&state).await?;
-        let units = state.catalog().units().await?;
-        let datasets: Vec<Dataset> = entries.into_iter().map(|e| e.raw).collect();
-        Ok(reservoir_catalog::dcat::catalog_jsonld(
-            "公共数据开放平台",
-            &base,
-            &units,
-            &datasets,
-        ))
+/// The public catalog (open and conditional datasets) as DCAT-AP 3 triples: open datasets with
+/// their portal downloads and the datastore API, conditional ones with the portal page to apply
+/// from.
+async fn public_catalog(
+    state: &AppState,
+    base: &str,
+) -> ApiResult<Vec<reservoir_catalog::dcat::Triple>> {
+    use reservoir_catalog::dcat::{self, Access, CatalogInfo, Distribution};
+    let entries = open_entries(state).await?;
+    let units = state.catalog().units().await?;
+    let config = state.config();
+    let info = CatalogInfo {
+        title: "公共数据开放平台",
+        description: "公共数据开放平台：无条件开放的数据集可直接下载和调用，有条件开放的数据集经申请审核后共享",
+        base_url: base,
+        homepage: format!("{base}/open/"),
+        license: &config.open_license,
+        spatial: config
+            .open_region
+            .as_ref()
+            .map(|(code, name)| (code.as_str(), name.as_str())),
+    };
+    let by_id: std::collections::HashMap<i64, &OpenEntry> =
+        entries.iter().map(|e| (e.raw.id, e)).collect();
+    let datasets: Vec<Dataset> = entries.iter().map(|e| e.raw.clone()).collect();
+    let triples = dcat::catalog_triples(&info, &units, &datasets, |d| {
+        let Some(e) = by_id.get(&d.id) else {
+            return dcat::declared_access(base, d);
+        };
+        let name = e.package_name();
+        let page = format!("{base}/open/#/dataset/{name}");
+        let distributions = if e.open.is_some() {
+            let mut out: Vec<Distribution> = FORMATS
+                .iter()
+                .map(|(ext, format, _)| {
+                    let url = format!("{base}/open/download/{name}.{ext}");
+                    Distribution {
+                        format: (*ext).to_string(),
+                        title: format!("{}（{format}）", d.title),
+                        description: format!("{}：全部开放数据，{format} 格式", d.title),
+                        access_url: url.clone(),
+                        download_url: Some(url),
+                    }
+                })
+                .collect();
+            out.push(Distribution {
+                format: "api".into(),
+                title: format!("{}（数据接口）", d.title),
+                description: "CKAN 兼容的 datastore_search 接口：分页、筛选、全文检索".into(),
+                access_url: format!("{base}/api/3/action/datastore_search?resource_id={name}"),
+                download_url: None,
+            });
+            out
+        } else {
+            vec![Distribution {
+                format: "html".into(),
+                title: format!("{}（有条件开放：申请使用）", d.title),
+                description: "有条件开放数据：提交使用申请，经数据提供单位审核后共享".into(),
+                access_url: page.clone(),
+                download_url: None,
+            }]
+        };
+        Access {
+            landing_page: page,
+            distributions,
+        }
+    });
+    Ok(triples)
+}
+
+/// Which RDF syntax a `/catalog` request asked for.
+#[derive(Clone, Copy)]
+pub(crate) enum RdfSyntax {
+    JsonLd,
+    Turtle,
+}
+
+/// `GET /catalog.jsonld`, `/catalog.ttl` and `/catalog` (by `Accept`): the public catalog as
+/// DCAT-AP 3.
+pub(crate) async fn dcat(
+    state: &AppState,
+    headers: &HeaderMap,
+    syntax: Option<RdfSyntax>,
+) -> Response {
+    let base = base_url(headers);
+    let syntax = syntax.unwrap_or_else(|| {
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if accept.contains("text/turtle") && !accept.contains("application/ld+json") {
+            RdfSyntax::Turtle
+        } else {
+            RdfSyntax::JsonLd
+        }
+    });
+    let result = async {
+        let triples = public_catalog(state, &base).await?;
+        let text = match syntax {
+            RdfSyntax::JsonLd => reservoir_catalog::dcat::to_jsonld(&triples),
+            RdfSyntax::Turtle => reservoir_catalog::dcat::to_turtle(&triples),
+        }
+        .map_err(ApiError::internal)?;
+        ApiResult::Ok(text)
     }
     .await;
     match result {
-        Ok(doc) => ([(header::CONTENT_TYPE, "application/ld+json")], Json(doc)).into_response(),
+        Ok(text) => {
+            let mime = match syntax {
+                RdfSyntax::JsonLd => "application/ld+json",
+                RdfSyntax::Turtle => "text/turtle; charset=utf-8",
+            };
+            (
+                [(header::CONTENT_TYPE, mime), (header::VARY, "Accept")],
+                text,
+            )
+                .into_response()
+        }
         Err(e) => e.into_response(),
     }
 }

@@ -7,6 +7,9 @@
 //!           source or the grant changed ─► NDJSON: protocol, metaData, one file line per file
 //!  file URLs ─► /delta-sharing/files/… signed with an HMAC and valid for 15 minutes, served
 //!               by this server (with Range requests) from the local lake
+//!  changes   ─► per snapshot version: v0's files as inserts; later versions' row-level
+//!               changes (EXCEPT ALL against the version before), written once as a change file
+//!               with `_change_type` in the snapshot's `_change_data/`
 //! ```
 //!
 //! A grant never shares the raw files: what leaves is the snapshot the policy engine wrote —
@@ -432,25 +435,7 @@ pub(crate) async fn table_version(
 ) -> SharingResult<Response> {
     let s = shared(&state, &caller, &share, &schema, &name).await?;
     let version = match &q.starting_timestamp {
-        Some(t) => {
-            // The earliest version at or after the timestamp.
-            let at = parse_timestamp("startingTimestamp", t)?;
-            let mut found = None;
-            for v in 0..=s.version {
-                let ts = state
-                    .lake()
-                    .commit_timestamp(&s.table, v)
-                    .await
-                    .map_err(crate::ApiError::internal)?;
-                if ts.is_some_and(|x| x >= at.timestamp_millis()) {
-                    found = Some(v);
-                    break;
-                }
-            }
-            found.ok_or_else(|| {
-                SharingError::bad(format!("the table has no version at or after {t}"))
-            })?
-        }
+        Some(t) => version_from(&state, &s.table, s.version, "startingTimestamp", t).await?,
         None => s.version,
     };
     Ok(version_header(StatusCode::OK.into_response(), version))
@@ -482,7 +467,7 @@ async fn metadata_lines(state: &AppState, s: &Shared, version: i64) -> SharingRe
             "format": {"provider": "parquet"},
             "schemaString": schema_string,
             "partitionColumns": [],
-            "configuration": {},
+            "configuration": {"enableChangeDataFeed": "true"},
             "version": version,
             "size": files.iter().map(|f| f.size).sum::<i64>(),
             "numFiles": files.len(),
@@ -655,16 +640,316 @@ pub(crate) async fn query_table(
     Ok(ndjson(lines, version))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ChangesQuery {
+    starting_version: Option<i64>,
+    ending_version: Option<i64>,
+    starting_timestamp: Option<String>,
+    ending_timestamp: Option<String>,
+    #[allow(dead_code)]
+    include_historical_metadata: Option<bool>,
+}
+
+/// One file of a version's changes, as the protocol names its action: `add` (rows inserted),
+/// `remove` (rows deleted) or `cdf` (a change file with a `_change_type` column).
+struct Change {
+    action: &'static str,
+    path: String,
+    size: i64,
+    rows: i64,
+}
+
+/// Where the row-level changes of a snapshot version are kept, inside the shared table.
+fn change_file(version: i64) -> String {
+    format!("_change_data/cdc-{version:020}.parquet")
+}
+
+/// The changes that version `version` of a shared snapshot made. Version 0 inserted its rows.
+/// Later versions replace the snapshot whole; their changes are the rows that differ from the
+/// version before (`EXCEPT ALL` both ways), written once as a change file and kept. When the
+/// columns changed (the grant was edited) the change is the old rows deleted and the new
+/// inserted.
+async fn changes_of(state: &AppState, s: &Shared, version: i64) -> SharingResult<Vec<Change>> {
+    use datafusion::dataframe::DataFrameWriteOptions;
+    use datafusion::prelude::{ParquetReadOptions, SessionContext, lit};
+    let lake = state.lake();
+    let files = |v: i64| async move {
+        lake.commit_files(&s.table, v)
+            .await
+            .map_err(crate::ApiError::internal)
+    };
+    let local = |path: &str| {
+        lake.local_file(&s.table, path)
+            .ok_or_else(|| SharingError::bad("the change data feed needs the lake on a local disk"))
+    };
+    let internal = |e: datafusion::error::DataFusionError| crate::ApiError::internal(e);
+    let ctx = SessionContext::new();
+    let read = |paths: Vec<String>| {
+        let ctx = ctx.clone();
+        async move {
+            ctx.read_parquet(paths, ParquetReadOptions::default())
+                .await
+                .map_err(internal)
+        }
+    };
+    let rows_of = |paths: Vec<String>| async move {
+        if paths.is_empty() {
+            return Ok::<i64, SharingError>(0);
+        }
+        Ok(read(paths).await?.count().await.map_err(internal)? as i64)
+    };
+    let new = files(version).await?;
+    let mut out = Vec::new();
+    let as_changes = |action: &'static str, list: &[reservoir_lake::AddedFile]| {
+        list.iter()
+            .map(|f| Change {
+                action,
+                path: f.path.clone(),
+                size: f.size,
+                rows: 0,
+            })
+            .collect::<Vec<_>>()
+    };
+    let new_paths: Vec<String> = new
+        .iter()
+        .map(|f| local(&f.path).map(|p| p.display().to_string()))
+        .collect::<SharingResult<_>>()?;
+    if version == 0 {
+        let mut adds = as_changes("add", &new);
+        if let Some(first) = adds.first_mut() {
+            first.rows = rows_of(new_paths).await?;
+        }
+        return Ok(adds);
+    }
+    let cdc = change_file(version);
+    let cdc_path = local(&cdc)?;
+    if let Ok(meta) = tokio::fs::metadata(&cdc_path).await {
+        let rows = rows_of(vec![cdc_path.display().to_string()]).await?;
+        out.push(Change {
+            action: "cdf",
+            path: cdc,
+            size: meta.len() as i64,
+            rows,
+        });
+        return Ok(out);
+    }
+    let old = files(version - 1).await?;
+    let old_paths: Vec<String> = old
+        .iter()
+        .map(|f| local(&f.path).map(|p| p.display().to_string()))
+        .collect::<SharingResult<_>>()?;
+    if old_paths.is_empty() || new_paths.is_empty() {
+        let mut all = as_changes("remove", &old);
+        all.extend(as_changes("add", &new));
+        if let Some(first) = all.first_mut() {
+            first.rows = rows_of(old_paths).await? + rows_of(new_paths).await?;
+        }
+        return Ok(all);
+    }
+    let before = read(old_paths.clone()).await?;
+    let after = read(new_paths.clone()).await?;
+    if before.schema().as_arrow() != after.schema().as_arrow() {
+        let mut all = as_changes("remove", &old);
+        all.extend(as_changes("add", &new));
+        if let Some(first) = all.first_mut() {
+            first.rows = rows_of(old_paths).await? + rows_of(new_paths).await?;
+        }
+        return Ok(all);
+    }
+    let inserted = after
+        .clone()
+        .except(before.clone())
+        .and_then(|d| d.with_column("_change_type", lit("insert")))
+        .map_err(internal)?;
+    let deleted = before
+        .except(after)
+        .and_then(|d| d.with_column("_change_type", lit("delete")))
+        .map_err(internal)?;
+    let all = deleted.union(inserted).map_err(internal)?;
+    if let Some(dir) = cdc_path.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(crate::ApiError::internal)?;
+    }
+    // Written beside its final name and renamed, so a half-written file is never served.
+    let partial = cdc_path.with_extension("parquet.partial");
+    let written = all
+        .write_parquet(
+            &partial.display().to_string(),
+            DataFrameWriteOptions::new().with_single_file_output(true),
+            None,
+        )
+        .await
+        .map_err(internal)?;
+    let rows: u64 = written
+        .iter()
+        .filter_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::UInt64Array>()
+                .map(|a| a.value(0))
+        })
+        .sum();
+    tokio::fs::rename(&partial, &cdc_path)
+        .await
+        .map_err(crate::ApiError::internal)?;
+    let size = tokio::fs::metadata(&cdc_path)
+        .await
+        .map_err(crate::ApiError::internal)?
+        .len() as i64;
+    out.push(Change {
+        action: "cdf",
+        path: cdc,
+        size,
+        rows: rows as i64,
+    });
+    Ok(out)
+}
+
+/// The earliest version of `table` committed at or after `at`.
+async fn version_from(
+    state: &AppState,
+    table: &TableRef,
+    latest: i64,
+    what: &str,
+    text: &str,
+) -> SharingResult<i64> {
+    let at = parse_timestamp(what, text)?;
+    for v in 0..=latest {
+        let ts = state
+            .lake()
+            .commit_timestamp(table, v)
+            .await
+            .map_err(crate::ApiError::internal)?;
+        if ts.is_some_and(|x| x >= at.timestamp_millis()) {
+            return Ok(v);
+        }
+    }
+    Err(SharingError::bad(format!(
+        "the table has no version at or after {text}"
+    )))
+}
+
+/// The change data feed: for each version from the starting to the ending one, the files of
+/// its changes, each line carrying the version and its commit timestamp.
 pub(crate) async fn table_changes(
     Path((share, schema, name)): Path<(String, String, String)>,
+    Query(q): Query<ChangesQuery>,
     caller: Caller,
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
 ) -> SharingResult<Response> {
-    shared(&state, &caller, &share, &schema, &name).await?;
-    Err(SharingError::bad(
-        "this table's change data feed is not enabled: a shared table is a snapshot written \
-         whole for each change of its source; query a version or a timestamp instead",
-    ))
+    let s = shared(&state, &caller, &share, &schema, &name).await?;
+    let start = match (q.starting_version, &q.starting_timestamp) {
+        (Some(v), None) => v,
+        (None, Some(t)) => {
+            version_from(&state, &s.table, s.version, "startingTimestamp", t).await?
+        }
+        (Some(_), Some(_)) => {
+            return Err(SharingError::bad(
+                "give startingVersion or startingTimestamp, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(SharingError::bad(
+                "the change data feed needs startingVersion or startingTimestamp",
+            ));
+        }
+    };
+    let end = match (q.ending_version, &q.ending_timestamp) {
+        (Some(v), None) => v,
+        (None, Some(t)) => {
+            let at = parse_timestamp("endingTimestamp", t)?;
+            version_at(&state, &s.table, s.version, at).await?
+        }
+        (Some(_), Some(_)) => {
+            return Err(SharingError::bad(
+                "give endingVersion or endingTimestamp, not both",
+            ));
+        }
+        (None, None) => s.version,
+    };
+    if start < 0 || start > s.version {
+        return Err(SharingError::bad(format!(
+            "startingVersion {start} does not exist (the latest is {})",
+            s.version
+        )));
+    }
+    if end < start || end > s.version {
+        return Err(SharingError::bad(format!(
+            "endingVersion {end} must be between startingVersion {start} and the latest, {}",
+            s.version
+        )));
+    }
+    let mut lines = metadata_lines(&state, &s, end).await?;
+    let expires = (Utc::now() + chrono::Duration::minutes(URL_MINUTES)).timestamp();
+    let base = base_url(&headers);
+    let (mut rows, mut bytes, mut count) = (0i64, 0i64, 0usize);
+    let mut changes = Vec::new();
+    for v in start..=end {
+        let ts = state
+            .lake()
+            .commit_timestamp(&s.table, v)
+            .await
+            .map_err(crate::ApiError::internal)?
+            .unwrap_or(0);
+        for c in changes_of(&state, &s, v).await? {
+            rows += c.rows;
+            changes.push((v, ts, c));
+        }
+    }
+    if let Some(left) = s.grant.rows_left()
+        && rows > left
+    {
+        return Err(SharingError::new(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            format!(
+                "grant {} allows {left} more rows; these changes have {rows}",
+                s.grant.id
+            ),
+        ));
+    }
+    for (v, ts, c) in changes {
+        bytes += c.size;
+        count += 1;
+        let sig = sign(&state, s.grant.id, v, &c.path, expires);
+        let url = format!(
+            "{base}/delta-sharing/files/{}/{v}/{}?expires={expires}&sig={sig}",
+            s.grant.id,
+            url::form_urlencoded::byte_serialize(c.path.as_bytes()).collect::<String>()
+        );
+        lines.push(json!({c.action: {
+            "url": url,
+            "id": reservoir_access::secret::sha256_hex(&format!("{}/{v}/{}", s.grant.id, c.path)),
+            "partitionValues": {},
+            "size": c.size,
+            "version": v,
+            "timestamp": ts,
+            "expirationTimestamp": expires * 1000,
+        }}));
+    }
+    let mut e = caller.event(
+        "share.changes",
+        &format!("{}.{}", s.dataset.unit_id, s.dataset.name),
+    );
+    e.grant_id = Some(s.grant.id);
+    e.purpose = s.grant.purpose.clone();
+    e.row_count = Some(rows);
+    e.detail = json!({"startingVersion": start, "endingVersion": end, "files": count}).to_string();
+    state.audit(e).await;
+    if let Err(err) = state
+        .access()
+        .meter(caller.name(), s.dataset.id, rows, bytes)
+        .await
+    {
+        tracing::error!("metering failed: {err}");
+    }
+    if let Err(err) = state.access().add_rows_served(s.grant.id, rows).await {
+        tracing::error!("counting rows against grant {} failed: {err}", s.grant.id);
+    }
+    Ok(ndjson(lines, end))
 }
 
 #[derive(Debug, Deserialize)]

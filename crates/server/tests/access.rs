@@ -1189,3 +1189,137 @@ async fn publishing_needs_the_open_tier_and_uploads_refresh_the_snapshot() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn people_without_an_account_apply_for_conditional_data() {
+    let w = world().await;
+    let catalog = w.state.catalog();
+    let d = catalog
+        .dataset("raw", "minzheng", "villages")
+        .await
+        .unwrap()
+        .unwrap();
+    let application = |login: &str, dataset_id: i64, code: Option<&str>| {
+        json_body(json!({
+            "login": login, "password": "Apply-pass-2026", "name": "李明",
+            "organization": "上海松江数据科技有限公司", "credit_code": code,
+            "contact": "021-57000000", "dataset_id": dataset_id,
+            "purpose": "社区服务研究", "period_start": "2026-01-01", "period_end": "2099-12-31",
+        }))
+    };
+    let uri = "/api/v1/open/applications";
+    // Only conditionally open datasets take applications (villages is not marked so yet).
+    let (status, body) = call(&w, "POST", uri, None, application("liming", d.id, None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    catalog
+        .upsert_dataset(&reservoir_catalog::DatasetSpec {
+            layer: d.layer.clone(),
+            unit_id: d.unit_id.clone(),
+            name: d.name.clone(),
+            title: d.title.clone(),
+            description: d.description.clone(),
+            system_id: d.system_id.clone(),
+            location: d.location.clone(),
+            update_frequency: d.update_frequency,
+            sensitivity: d.sensitivity,
+            open_tier: reservoir_catalog::OpenTier::Conditional,
+        })
+        .await
+        .unwrap();
+    // A credit code with a wrong check character is refused, and leaves no account.
+    let (status, body) = call(
+        &w,
+        "POST",
+        uri,
+        None,
+        application("liming", d.id, Some("91310117MA1J3K5L7A")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("unified social credit code"),
+        "{body}"
+    );
+    assert!(w.state.access().user("liming").await.unwrap().is_none());
+    // A logged-in caller applies from its own account instead.
+    let (status, _) = call(
+        &w,
+        "POST",
+        uri,
+        Some(w.tokens[2].1.as_deref().unwrap()),
+        application("someone", d.id, None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, receipt) = call(
+        &w,
+        "POST",
+        uri,
+        None,
+        application("liming", d.id, Some("91310117MA1J3K5L7L")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{receipt}");
+    assert_eq!(receipt["login"], "liming");
+    assert_eq!(receipt["request"]["status"], "pending");
+    let purpose = receipt["request"]["purpose"].as_str().unwrap();
+    assert!(
+        purpose.contains("上海松江数据科技有限公司") && purpose.contains("91310117MA1J3K5L7L"),
+        "{purpose}"
+    );
+    // The applicant is a consumer without a unit, with what it registered on record, and sees
+    // nothing until the steward approves.
+    let access = w.state.access();
+    let user = access.user("liming").await.unwrap().unwrap();
+    assert_eq!((user.role, user.unit_id.as_deref()), (Role::Consumer, None));
+    let applicant = access.applicant("liming").await.unwrap().unwrap();
+    assert_eq!(applicant.credit_code.as_deref(), Some("91310117MA1J3K5L7L"));
+    let visibility = access.visibility(&Principal::of(&user)).await.unwrap();
+    assert!(visibility.grants().is_empty());
+    // The steward of minzheng sees the request.
+    let (status, list) = call(
+        &w,
+        "GET",
+        "/api/v1/requests",
+        Some(w.tokens[1].1.as_deref().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["requester"] == "liming"),
+        "{list}"
+    );
+    // The login is taken now; and an address gets five applications an hour.
+    let (status, _) = call(&w, "POST", uri, None, application("liming", d.id, None)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let mut limited = false;
+    for i in 0..6 {
+        let (status, _) = call(
+            &w,
+            "POST",
+            uri,
+            None,
+            application(&format!("someone{i}"), d.id, Some("bad")),
+        )
+        .await;
+        limited |= status == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(limited, "no rate limit on applications");
+    let entries = access
+        .audit_entries(&reservoir_access::AuditFilter {
+            action: Some("open.apply".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].actor, "liming");
+}

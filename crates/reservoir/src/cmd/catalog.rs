@@ -145,7 +145,7 @@ pub enum Command {
     /// Export the catalog: CSV (UTF-8 with BOM, opens in Excel), XLSX, or DCAT 3 JSON-LD. The
     /// spreadsheet columns are the ones `catalog import` reads back.
     Export {
-        /// Output file; its extension (.csv, .xlsx, .jsonld) picks the format.
+        /// Output file; its extension picks the format: .csv, .xlsx, or DCAT as .jsonld or .ttl.
         #[arg(long, short)]
         out: PathBuf,
         /// Only this unit's datasets.
@@ -404,7 +404,7 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
                 .map(str::to_ascii_lowercase)
                 .unwrap_or_default();
             match ext.as_str() {
-                "jsonld" | "json" => {
+                "jsonld" | "json" | "ttl" => {
                     let base = url::Url::parse(&base_url)
                         .ok()
                         .filter(|u| matches!(u.scheme(), "http" | "https"))
@@ -414,13 +414,24 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
                             )
                         })?;
                     let base_url = base.as_str().trim_end_matches('/').to_string();
-                    let doc = reservoir_catalog::dcat::catalog_jsonld(
-                        "数据资源目录",
-                        &base_url,
-                        &units,
-                        &datasets,
-                    );
-                    std::fs::write(&out, serde_json::to_string_pretty(&doc)?)
+                    use reservoir_catalog::dcat;
+                    let info = dcat::CatalogInfo {
+                        title: "数据资源目录",
+                        description: "政务数据资源目录：各单位的数据集、字段、更新频率与开放属性",
+                        base_url: &base_url,
+                        homepage: format!("{base_url}/"),
+                        license: dcat::DEFAULT_LICENSE,
+                        spatial: None,
+                    };
+                    let triples = dcat::catalog_triples(&info, &units, &datasets, |d| {
+                        dcat::declared_access(&base_url, d)
+                    });
+                    let text = if ext == "ttl" {
+                        dcat::to_turtle(&triples)?
+                    } else {
+                        dcat::to_jsonld(&triples)?
+                    };
+                    std::fs::write(&out, text)
                         .with_context(|| format!("writing {}", out.display()))?;
                 }
                 "csv" | "xlsx" => {
@@ -452,7 +463,7 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
                     }
                 }
                 _ => bail!(
-                    "{}: the extension picks the format; expected .csv, .xlsx, .jsonld or .json",
+                    "{}: the extension picks the format; expected .csv, .xlsx, .jsonld, .json or .ttl",
                     out.display()
                 ),
             }

@@ -25,6 +25,10 @@ pub struct Args {
     /// Address to serve the console on (default: server.bind, 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     bind: Option<std::net::SocketAddr>,
+
+    /// Address of the PostgreSQL protocol listener (default: postgres.bind, 127.0.0.1:5433).
+    #[arg(long, value_name = "ADDR")]
+    pg_bind: Option<std::net::SocketAddr>,
 }
 
 macro_rules! demo_file {
@@ -87,6 +91,74 @@ const RULES: &[(&str, &str)] = &[(
     include_str!("../../../../demo/rules/minzheng/villages.yaml"),
 )];
 
+/// The directory entries the units filled in for their demo datasets: topic, keywords and
+/// the contact for questions (what the open catalog and DCAT show).
+const DIRECTORY: &[(&str, &str, &str, &[&str], &str)] = &[
+    (
+        "minzheng",
+        "streets",
+        "民政服务",
+        &["区划", "街道", "乡镇"],
+        "区民政局 区划地名科",
+    ),
+    (
+        "minzheng",
+        "villages",
+        "民政服务",
+        &["区划", "村居委会", "社区"],
+        "区民政局 区划地名科",
+    ),
+    (
+        "tongji",
+        "gdp_by_province",
+        "经济统计",
+        &["地区生产总值", "GDP"],
+        "区统计局 综合科",
+    ),
+    (
+        "weijian",
+        "vaccinations",
+        "卫生健康",
+        &["新冠疫苗", "接种"],
+        "区卫健委 疾病预防控制科",
+    ),
+    (
+        "chengyun",
+        "hotline_cases",
+        "政务服务",
+        &["12345", "热线", "工单"],
+        "区城运中心 热线科",
+    ),
+    (
+        "shuju",
+        "guizhou_catalog",
+        "政务数据资源目录",
+        &["数据目录", "开放数据"],
+        "区大数据中心",
+    ),
+];
+
+/// Fills in the demo datasets' directory entries where the unit has not.
+async fn describe(home: &Home) -> Result<()> {
+    for (unit, name, topic, tags, contact) in DIRECTORY {
+        let Some(d) = home.catalog.dataset("raw", unit, name).await? else {
+            continue;
+        };
+        let mut meta = d.meta.clone();
+        if meta.topic.is_empty() {
+            meta.topic = (*topic).to_string();
+        }
+        if meta.tags.is_empty() {
+            meta.tags = tags.iter().map(|t| (*t).to_string()).collect();
+        }
+        if meta.contact.is_empty() {
+            meta.contact = (*contact).to_string();
+        }
+        home.catalog.set_dataset_meta(d.id, &meta).await?;
+    }
+    Ok(())
+}
+
 /// The question the demo answers at the end.
 pub const VILLAGES_PER_STREET: &str = "SELECT s.name AS street, count(v.code) AS villages \
      FROM raw.minzheng.streets s LEFT JOIN raw.minzheng.villages v ON v.\"streetCode\" = s.code \
@@ -97,7 +169,20 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
         .dir
         .or_else(|| home_flag.map(Path::to_path_buf))
         .unwrap_or_else(|| PathBuf::from("reservoir-demo"));
-    let (home, _) = Home::init(&root).await?;
+    let (home, created) = Home::init(&root).await?;
+    let home = if created {
+        // The demo's data is Songjiang District's (Shanghai): say so in the open catalog.
+        let path = home.root.join(crate::config::CONFIG_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .replace("region_code = \"\"", "region_code = \"310117\"")
+            .replace("region_name = \"\"", "region_name = \"上海市松江区\"");
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        home.catalog.close().await;
+        Home::open(&root).await?
+    } else {
+        home
+    };
     println!("Building the demo home in {}\n", home.root.display());
 
     let data_root = home.root.join("demo");
@@ -147,6 +232,7 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
         totals.2 += report.counts.rows_quarantined;
         reports.push(report);
     }
+    describe(&home).await?;
     let units = home.catalog.units().await?.len();
     println!(
         "Collected {} datasets from {units} units: {} rows read = {} loaded + {} quarantined; lake uses {}.",
@@ -187,6 +273,6 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!();
-    crate::cmd::serve::serve(&home, args.bind).await?;
+    crate::cmd::serve::serve(&home, args.bind, args.pg_bind).await?;
     Ok(ExitCode::SUCCESS)
 }

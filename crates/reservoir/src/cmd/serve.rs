@@ -12,16 +12,24 @@ pub struct Args {
     /// Address to listen on (default: server.bind in reservoir.toml, 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<std::net::SocketAddr>,
+
+    /// Address of the PostgreSQL protocol listener (default: postgres.bind, 127.0.0.1:5433).
+    #[arg(long, value_name = "ADDR")]
+    pub pg_bind: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     let home = Home::open(&home::resolve(home_flag)?).await?;
-    serve(&home, args.bind).await?;
+    serve(&home, args.bind, args.pg_bind).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Serves the console and API of `home` until Ctrl-C or SIGTERM.
-pub async fn serve(home: &Home, bind: Option<std::net::SocketAddr>) -> Result<()> {
+pub async fn serve(
+    home: &Home,
+    bind: Option<std::net::SocketAddr>,
+    pg_bind: Option<std::net::SocketAddr>,
+) -> Result<()> {
     let mut config = home.config.server_config()?;
     if let Some(b) = bind {
         config.bind = b;
@@ -41,6 +49,36 @@ pub async fn serve(home: &Home, bind: Option<std::net::SocketAddr>) -> Result<()
         "REST API:          http://{addr}/api/v1/  (OpenAPI: http://{addr}/api/v1/openapi.json)"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let postgres = match home.config.postgres_config(&home.root)? {
+        Some(mut pg) => {
+            if let Some(b) = pg_bind {
+                pg.bind = b;
+            }
+            reservoir_server::pg::check_tls(&pg).context("postgres.tls_cert / postgres.tls_key")?;
+            let listener = tokio::net::TcpListener::bind(pg.bind)
+                .await
+                .with_context(|| format!("listening on {} (postgres.bind)", pg.bind))?;
+            let addr = listener.local_addr()?;
+            let tls = if pg.tls.is_some() { ", TLS" } else { "" };
+            println!(
+                "PostgreSQL:        postgres://{addr}/raw  (psql \"host={} port={} user=<login>\"{tls})",
+                addr.ip(),
+                addr.port()
+            );
+            let mut stop = stop_rx.clone();
+            let state = state.clone();
+            Some(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = reservoir_server::pg::serve(state, pg, listener, stopped).await {
+                    tracing::error!("PostgreSQL listener stopped: {e}");
+                    eprintln!("error: the PostgreSQL listener stopped: {e}");
+                }
+            }))
+        }
+        None => None,
+    };
     let scheduler = if home.config.scheduler.enabled {
         let tz: chrono_tz::Tz = home
             .config
@@ -72,6 +110,9 @@ pub async fn serve(home: &Home, bind: Option<std::net::SocketAddr>) -> Result<()
     let _ = stop_tx.send(true);
     if let Some(s) = scheduler {
         let _ = s.await;
+    }
+    if let Some(p) = postgres {
+        let _ = p.await;
     }
     served.context("serving HTTP")?;
     println!("Stopped.");

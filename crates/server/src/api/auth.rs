@@ -15,8 +15,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::{ApiJson, AppState};
 
 /// Login attempts allowed per client address in [`LOGIN_WINDOW`].
-const LOGIN_ATTEMPTS: usize = 10;
-const LOGIN_WINDOW: Duration = Duration::from_secs(300);
+pub(crate) const LOGIN_ATTEMPTS: usize = 10;
+pub(crate) const LOGIN_WINDOW: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
@@ -266,6 +266,218 @@ pub(crate) async fn password(
     state.audit(caller.event("user.password", &login)).await;
     let mut resp = StatusCode::NO_CONTENT.into_response();
     for c in session_cookies(&state, "", "", 0) {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    Ok(resp)
+}
+
+// ------------------------------------------------------------------------------ applications
+
+/// An application from someone without an account for a conditionally open dataset: who they
+/// are, the account to create, and what they want the data for.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Application {
+    /// The login name of the account to create.
+    pub login: String,
+    pub password: String,
+    /// The applicant's name.
+    pub name: String,
+    /// Company, institution, or 个人 (a private person).
+    pub organization: String,
+    /// The organization's unified social credit code (checked when given).
+    #[serde(default)]
+    pub credit_code: Option<String>,
+    /// Phone or e-mail for the steward's questions.
+    pub contact: String,
+    pub dataset_id: i64,
+    pub purpose: String,
+    /// `YYYY-MM-DD`
+    pub period_start: String,
+    /// `YYYY-MM-DD`
+    pub period_end: String,
+    #[serde(default)]
+    pub volume: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationReceipt {
+    /// The account created (logged in: the session cookies are set).
+    pub login: String,
+    pub request: reservoir_access::AccessRequest,
+}
+
+/// Applications allowed per client address in an hour.
+const APPLICATIONS_PER_HOUR: usize = 5;
+
+/// Applies for a conditionally open dataset without an account: registers the applicant (a
+/// consumer account without a unit, which sees nothing until approved), files the request for
+/// the dataset's steward, and logs the applicant in to follow it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/open/applications",
+    tag = "open",
+    request_body = Application,
+    responses(
+        (status = 201, description = "Registered and filed; cookies set", body = ApplicationReceipt),
+        (status = 400, description = "A field is missing or invalid, or the caller is logged in", body = crate::ErrorBody),
+        (status = 404, description = "No conditionally open dataset with this id", body = crate::ErrorBody),
+        (status = 409, description = "The login is taken", body = crate::ErrorBody),
+        (status = 429, description = "Too many applications from this address", body = crate::ErrorBody),
+    )
+)]
+pub(crate) async fn apply(
+    State(state): State<AppState>,
+    caller: Caller,
+    crate::ApiJson(body): crate::ApiJson<Application>,
+) -> Response {
+    match apply_inner(&state, &caller, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn apply_inner(state: &AppState, caller: &Caller, body: Application) -> ApiResult<Response> {
+    if let Some(user) = &caller.principal.user {
+        return Err(ApiError::bad_request(format!(
+            "you are logged in as {user}: apply from the dataset's page with your account"
+        )));
+    }
+    let ip = caller
+        .ip
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    if let Err(wait) = state.login_limiter().hit(
+        &format!("apply:{ip}"),
+        APPLICATIONS_PER_HOUR,
+        Duration::from_secs(3600),
+    ) {
+        return Ok(too_many(
+            format!("too many applications from this address; try again in {wait} s"),
+            wait,
+        ));
+    }
+    // Only conditionally open datasets take applications; others are as if absent.
+    let dataset = state
+        .catalog()
+        .dataset_by_id(body.dataset_id)
+        .await?
+        .filter(|d| d.open_tier == reservoir_catalog::OpenTier::Conditional && d.layer == "raw")
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no conditionally open dataset {}: applications are for 有条件开放 datasets",
+                body.dataset_id
+            ))
+        })?;
+    // The request's own checks first, so that a bad request leaves no account behind.
+    if body.purpose.trim().chars().count() < 4 {
+        return Err(ApiError::bad_request(
+            "purpose: say what the data is for (at least 4 characters)",
+        ));
+    }
+    let day = |what: &str, s: &str| {
+        chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
+            ApiError::bad_request(format!("{what} {s:?}: expected a date like 2026-12-31"))
+        })
+    };
+    let (start, end) = (
+        day("period_start", &body.period_start)?,
+        day("period_end", &body.period_end)?,
+    );
+    if end < start || end < chrono::Utc::now().date_naive() {
+        return Err(ApiError::bad_request(format!(
+            "period {start} – {end}: it must end after it starts, and not in the past"
+        )));
+    }
+    let applicant = reservoir_access::NewApplicant {
+        login: body.login.clone(),
+        password: body.password.clone(),
+        name: body.name.clone(),
+        organization: body.organization.clone(),
+        credit_code: body.credit_code.clone(),
+        contact: body.contact.clone(),
+    };
+    let client = format!("{ip} portal");
+    let user = state
+        .access()
+        .register_applicant(&applicant, &client, |code| {
+            code.chars().count() == 18
+                && code.is_ascii()
+                && reservoir_quality::validate::uscc_check(&code[..17]) == code[17..].chars().next()
+        })
+        .await?;
+    let principal = reservoir_access::Principal::of(&user);
+    let columns = state
+        .catalog()
+        .fields(dataset.id)
+        .await?
+        .into_iter()
+        .map(|f| f.name)
+        .filter(|n| !n.starts_with('_'))
+        .collect();
+    let who = match applicant
+        .credit_code
+        .as_deref()
+        .filter(|c| !c.trim().is_empty())
+    {
+        Some(code) => format!(
+            "{}（{}，统一社会信用代码 {}）",
+            applicant.name.trim(),
+            applicant.organization.trim(),
+            code.trim().to_ascii_uppercase()
+        ),
+        None => format!(
+            "{}（{}）",
+            applicant.name.trim(),
+            applicant.organization.trim()
+        ),
+    };
+    let request = state
+        .access()
+        .file_request(
+            &principal,
+            &reservoir_access::NewRequest {
+                dataset_id: dataset.id,
+                columns,
+                purpose: format!(
+                    "{}\n申请人：{who}；联系方式：{}",
+                    body.purpose.trim(),
+                    applicant.contact.trim()
+                ),
+                period_start: start.to_string(),
+                period_end: end.to_string(),
+                volume: body.volume,
+            },
+        )
+        .await?;
+    let mut e = reservoir_access::AuditEvent::new(
+        &user.id,
+        "open.apply",
+        &format!("{}.{}", dataset.unit_id, dataset.name),
+    );
+    e.client = caller.client.clone();
+    e.purpose = request.purpose.clone();
+    e.detail =
+        serde_json::json!({"request": request.id, "organization": applicant.organization.trim()})
+            .to_string();
+    state.audit(e).await;
+    let session = state
+        .access()
+        .login(&user.id, &body.password, &caller.client)
+        .await?;
+    let mut resp = (
+        StatusCode::CREATED,
+        Json(ApplicationReceipt {
+            login: user.id.clone(),
+            request,
+        }),
+    )
+        .into_response();
+    for c in session_cookies(
+        state,
+        &session.cookie,
+        &session.csrf,
+        reservoir_access::users::SESSION_HOURS * 3600,
+    ) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     Ok(resp)

@@ -76,8 +76,43 @@ impl Touched {
     }
 }
 
+/// Lets a query through the rate limits of the grants it reads through; returns the rows their
+/// quotas have left, if any has one.
+pub(crate) fn admit(
+    state: &AppState,
+    touched: &Touched,
+    visibility: &reservoir_access::Visibility,
+) -> ApiResult<Option<usize>> {
+    let mut left: Option<usize> = None;
+    for (_, name, grant) in &touched.tables {
+        let Some(g) = grant.and_then(|g| visibility.grants().values().find(|x| x.id == g)) else {
+            continue;
+        };
+        if let Some(rate) = g.rate_per_minute
+            && let Err(wait) = state.grant_limiter().hit(
+                &format!("grant:{}", g.id),
+                rate as usize,
+                std::time::Duration::from_secs(60),
+            )
+        {
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!(
+                    "the grant on {name} allows {rate} queries a minute; try again in {wait} s"
+                ),
+            ));
+        }
+        if let Some(l) = g.rows_left() {
+            let l = l.max(0) as usize;
+            left = Some(left.map_or(l, |x| x.min(l)));
+        }
+    }
+    Ok(left)
+}
+
 /// The datasets a plan scans, resolved against the catalog and the caller's visibility.
-async fn touched_tables(
+pub(crate) async fn touched_tables(
     state: &AppState,
     plan: &datafusion::logical_expr::LogicalPlan,
     visibility: &reservoir_access::Visibility,
@@ -133,30 +168,8 @@ pub(crate) async fn run_query(
         }
         let df = engine.sql(sql).await?;
         let touched = touched_tables(state, df.logical_plan(), &visibility).await?;
-        // Grants: rate limits and quotas.
-        for (_, name, grant) in &touched.tables {
-            let Some(g) = grant.and_then(|g| visibility.grants().values().find(|x| x.id == g))
-            else {
-                continue;
-            };
-            if let Some(rate) = g.rate_per_minute
-                && let Err(wait) = state.grant_limiter().hit(
-                    &format!("grant:{}", g.id),
-                    rate as usize,
-                    std::time::Duration::from_secs(60),
-                )
-            {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_requests",
-                    format!(
-                        "the grant on {name} allows {rate} queries a minute; try again in {wait} s"
-                    ),
-                ));
-            }
-            if let Some(left) = g.rows_left() {
-                limit = limit.min(left as usize);
-            }
+        if let Some(left) = admit(state, &touched, &visibility)? {
+            limit = limit.min(left);
         }
         let explain = matches!(
             df.logical_plan(),
@@ -171,19 +184,20 @@ pub(crate) async fn run_query(
                 .map_err(reservoir_query::Error::from)?
         };
         let timeout = state.config().query_timeout;
-        let batches = match tokio::time::timeout(timeout, df.collect()).await {
-            Ok(r) => r.map_err(reservoir_query::Error::from)?,
-            Err(_) => {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::REQUEST_TIMEOUT,
-                    "timeout",
-                    format!(
-                        "the query ran longer than {} s and was stopped",
-                        timeout.as_secs()
-                    ),
-                ));
-            }
-        };
+        let batches =
+            match tokio::time::timeout(timeout, reservoir_query::executor::collect(df)).await {
+                Ok(r) => r.map_err(reservoir_query::Error::from)?,
+                Err(_) => {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::REQUEST_TIMEOUT,
+                        "timeout",
+                        format!(
+                            "the query ran longer than {} s and was stopped",
+                            timeout.as_secs()
+                        ),
+                    ));
+                }
+            };
         Ok((batches, touched, engine.rows_read()))
     }
     .await;

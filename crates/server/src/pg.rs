@@ -1,0 +1,1181 @@
+//! The PostgreSQL wire protocol: psql, DBeaver, Metabase, Superset and every PostgreSQL driver
+//! reach the lake with an account's password or an API token, under the same grants, masks,
+//! quotas, rate limits and audit as the REST API.
+//!
+//! ```text
+//!  client ──► pgwire (framing, simple + extended protocol, TLS)
+//!               │ startup: cleartext password (TLS recommended) → account password or rsv_ token
+//!               ▼
+//!            Connection (principal, cancel signal) ── per statement ──► Session
+//!               │                                       visibility → QueryEngine::for_visibility
+//!               │                                       + pg_catalog of the granted tables only
+//!               ▼
+//!            read-only check → plan → grants' rate limits and quotas → stream rows
+//!               (row limit, statement timeout, cancel request) → audit with the SQL text, meter
+//! ```
+//!
+//! Tables are `unit.dataset` (the raw layer; `layer.unit.dataset` for others), as over the REST
+//! API. A table the principal has no grant on is not in its session: PostgreSQL's `relation
+//! "…" does not exist`.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::catalog::CatalogProviderList;
+use datafusion::common::ParamValues;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::sql::parser::Statement as DfStatementWrapper;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters;
+use datafusion_postgres::arrow_pg::datatypes::{
+    arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type,
+};
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{
+    PgCatalogSchemaProvider, PgCatalogStaticTables,
+};
+use datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog;
+use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use datafusion_postgres::hooks::QueryHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::pgwire;
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::auth::{
+    DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
+    save_startup_parameters_to_metadata,
+};
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, METADATA_USER, PgWireConnectionState, PgWireServerHandlers,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::startup::Authentication;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::types::format::FormatOptions;
+use reservoir_access::{AuditEvent, Outcome, Principal, Visibility};
+use tokio::sync::watch;
+
+use crate::AppState;
+use crate::api::query::{Touched, admit, touched_tables};
+use crate::auth::{Caller, Via};
+use crate::error::ApiError;
+
+/// Binds a statement's parameters to the plan it has at execution.
+type Bind<'a> = dyn Fn(&LogicalPlan) -> PgWireResult<ParamValues> + Sync + 'a;
+
+/// The prepared form of a statement: its text, and its parsed statement and plan.
+type Prepared = (String, Option<(Statement, LogicalPlan)>);
+
+/// Settings of the PostgreSQL listener.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    pub bind: SocketAddr,
+    /// PEM certificate chain and private key: TLS is offered when both are set.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Most rows one statement returns; past it the statement fails (add a LIMIT).
+    pub row_limit: usize,
+    /// Longest a statement may run (`SET statement_timeout` can only shorten it).
+    pub timeout: Duration,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 5433)),
+            tls: None,
+            row_limit: 1_000_000,
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Serves the PostgreSQL protocol on `listener` until `shutdown` resolves.
+pub async fn serve(
+    state: AppState,
+    config: PgConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        None => None,
+    };
+    let handlers = Arc::new(Handlers::new(state, config));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => {
+                let (socket, addr) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("PostgreSQL listener: accept failed: {e}");
+                        continue;
+                    }
+                };
+                let handlers = handlers.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                        tracing::debug!("PostgreSQL connection from {addr} ended: {e}");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Checks that the configured certificate and key load (so a bad path fails at start).
+pub fn check_tls(config: &PgConfig) -> std::io::Result<()> {
+    if let Some((cert, key)) = &config.tls {
+        tls_acceptor(cert, key)?;
+    }
+    Ok(())
+}
+
+fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> std::io::Result<pgwire::tokio::TlsAcceptor> {
+    use pgwire::tokio::tokio_rustls::rustls;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &PathBuf, e: &dyn std::fmt::Display| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: {e} (expected a PEM file)", what.display()),
+        )
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, &e))?;
+    if certs.is_empty() {
+        return Err(bad(cert, &"no certificate in the file"));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| bad(cert, &e))?;
+    Ok(pgwire::tokio::TlsAcceptor::from(Arc::new(config)))
+}
+
+// ------------------------------------------------------------------------------ handlers
+
+struct Handlers {
+    startup: Arc<Startup>,
+    service: Arc<Service>,
+    cancel: Arc<Cancels>,
+}
+
+impl Handlers {
+    fn new(state: AppState, config: PgConfig) -> Self {
+        let cancels = Arc::new(Cancels::default());
+        Self {
+            startup: Arc::new(Startup {
+                state: state.clone(),
+                cancels: cancels.clone(),
+                pids: RandomPidSecretKeyGenerator::default(),
+            }),
+            service: Arc::new(Service {
+                state: state.clone(),
+                config,
+                parser: Arc::new(Parser {
+                    state: state.clone(),
+                    sql: PostgresCompatibilityParser::new(),
+                }),
+                hooks: vec![Arc::new(SetShowHook), Arc::new(TransactionStatementHook)],
+            }),
+            cancel: cancels,
+        }
+    }
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.service.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.service.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// One authenticated connection, kept in the connection's session extensions.
+struct Connection {
+    caller: Caller,
+    /// Bumped by a cancel request; a running statement stops when it changes.
+    cancel: watch::Receiver<u64>,
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    /// Unregisters the connection's cancel key when the connection ends.
+    _registration: CancelRegistration,
+}
+
+/// What a principal sees, planned into a DataFusion session with its own `pg_catalog`.
+struct Session {
+    engine: reservoir_query::QueryEngine,
+    visibility: Visibility,
+    fingerprint: String,
+}
+
+fn connection<C: ClientInfo + ?Sized>(client: &C) -> PgWireResult<Arc<Connection>> {
+    client
+        .session_extensions()
+        .get::<Connection>()
+        .ok_or_else(|| error("28000", "the connection is not authenticated"))
+}
+
+// ------------------------------------------------------------------------------ cancellation
+
+/// A connection's cancel secret and the signal its statements watch.
+type CancelKey = (Vec<u8>, watch::Sender<u64>);
+
+/// Cancel keys of the open connections, by process id.
+#[derive(Default)]
+struct Cancels {
+    open: std::sync::Mutex<HashMap<i32, CancelKey>>,
+}
+
+struct CancelRegistration {
+    pid: i32,
+    cancels: Arc<Cancels>,
+}
+
+impl Drop for CancelRegistration {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.cancels.open.lock() {
+            open.remove(&self.pid);
+        }
+    }
+}
+
+impl Cancels {
+    fn register(
+        self: &Arc<Self>,
+        pid: i32,
+        secret: Vec<u8>,
+    ) -> (watch::Receiver<u64>, CancelRegistration) {
+        let (tx, rx) = watch::channel(0);
+        if let Ok(mut open) = self.open.lock() {
+            open.insert(pid, (secret, tx));
+        }
+        (
+            rx,
+            CancelRegistration {
+                pid,
+                cancels: self.clone(),
+            },
+        )
+    }
+}
+
+#[async_trait]
+impl CancelHandler for Cancels {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        let Ok(open) = self.open.lock() else { return };
+        match open.get(&request.pid) {
+            // The secret must match: a cancel request comes on a connection of its own.
+            Some((secret, tx)) if *secret == request.secret_key.to_bytes().to_vec() => {
+                tx.send_modify(|n| *n += 1);
+                tracing::info!(
+                    pid = request.pid,
+                    "PostgreSQL statement cancelled by its client"
+                );
+            }
+            _ => tracing::info!(
+                pid = request.pid,
+                "cancel request with an unknown key ignored"
+            ),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------ startup
+
+struct Startup {
+    state: AppState,
+    cancels: Arc<Cancels>,
+    pids: RandomPidSecretKeyGenerator,
+}
+
+fn parameters(login: &str) -> DefaultServerParameterProvider {
+    let mut p = DefaultServerParameterProvider::default();
+    // psql and drivers read the major version to pick their catalog queries.
+    p.server_version = format!("16.6 (Reservoir {})", env!("CARGO_PKG_VERSION"));
+    p.is_superuser = false;
+    p.default_transaction_read_only = true;
+    p.session_authorization = Some(login.to_string());
+    p
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                client
+                    .send(PgWireBackendMessage::Authentication(
+                        Authentication::CleartextPassword,
+                    ))
+                    .await?;
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(pwd) => {
+                let password = pwd.into_password()?.password;
+                let login = client
+                    .metadata()
+                    .get(METADATA_USER)
+                    .cloned()
+                    .unwrap_or_default();
+                let ip = client.socket_addr().ip();
+                let program = client
+                    .metadata()
+                    .get("application_name")
+                    .cloned()
+                    .unwrap_or_default();
+                let caller = self.login(&login, &password, ip, &program).await?;
+                let (pid, secret) = self.pids.generate(&*client);
+                client.set_pid_and_secret_key(pid, secret.clone());
+                let (cancel, registration) = self.cancels.register(pid, secret.to_bytes().to_vec());
+                client.session_extensions().insert(Connection {
+                    caller,
+                    cancel,
+                    session: tokio::sync::Mutex::new(None),
+                    _registration: registration,
+                });
+                finish_authentication(client, &parameters(&login)).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl Startup {
+    /// Checks a login: an API token (`rsv_…`) of the account named, or the account's password.
+    /// Refusals are audited and count against the address's login attempts.
+    async fn login(
+        &self,
+        login: &str,
+        password: &str,
+        ip: IpAddr,
+        program: &str,
+    ) -> PgWireResult<Caller> {
+        let state = &self.state;
+        let typed: String = login.chars().take(64).collect();
+        let client = format!(
+            "{ip} postgres{}",
+            if program.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", program.chars().take(64).collect::<String>())
+            }
+        );
+        // Refused logins count against the address (BI tools open many connections that log
+        // in fine; those do not).
+        let failures = format!("pg-refused:{ip}");
+        let (max, window) = (
+            crate::api::auth::LOGIN_ATTEMPTS,
+            crate::api::auth::LOGIN_WINDOW,
+        );
+        if let Err(wait) = state.login_limiter().check(&failures, max, window) {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "53300".into(),
+                format!("too many refused logins from this address; try again in {wait} s"),
+            ))));
+        }
+        let mut event = AuditEvent::new(&typed, "pg.login", &typed);
+        event.client = client.clone();
+        let result: Result<(Principal, Via), String> = async {
+            if password.starts_with("rsv_") {
+                let principal = state
+                    .access()
+                    .principal_for_token(password)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if principal.user.as_deref() != Some(login) {
+                    return Err(format!(
+                        "the API token does not belong to {typed:?}: connect as its account"
+                    ));
+                }
+                Ok((principal, Via::Token))
+            } else {
+                let user = state
+                    .access()
+                    .authenticate(login, password)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if user.must_change {
+                    return Err(
+                        "this account must set a new password first: log in to the console".into(),
+                    );
+                }
+                Ok((Principal::of(&user), Via::Session))
+            }
+        }
+        .await;
+        match result {
+            Ok((principal, via)) => {
+                state.audit(event).await;
+                Ok(Caller {
+                    principal,
+                    client,
+                    ip: Some(ip),
+                    via,
+                })
+            }
+            Err(reason) => {
+                let _ = state.login_limiter().hit(&failures, max, window);
+                event.outcome = Some(Outcome::Denied);
+                event.detail = serde_json::json!({"reason": reason}).to_string();
+                state.audit(event).await;
+                crate::api::auth::alert_on_denials(state, &typed).await;
+                Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".into(),
+                    "28P01".into(),
+                    format!("password authentication failed for user \"{typed}\": {reason}"),
+                ))))
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------ queries
+
+struct Service {
+    state: AppState,
+    config: PgConfig,
+    parser: Arc<Parser>,
+    hooks: Vec<Arc<dyn QueryHook>>,
+}
+
+fn error(code: &str, message: &str) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        code.into(),
+        message.into(),
+    )))
+}
+
+/// A DataFusion error in PostgreSQL's words and SQLSTATE codes, where clients look for them.
+fn df_error(e: &DataFusionError) -> PgWireError {
+    let text = e.to_string();
+    static TABLE: OnceLock<regex::Regex> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        regex::Regex::new(r"table '([^']+)' not found").unwrap_or_else(|_| unreachable!())
+    });
+    if let Some(c) = table.captures(&text) {
+        let name = c[1].strip_prefix("raw.").unwrap_or(&c[1]);
+        return error("42P01", &format!("relation \"{name}\" does not exist"));
+    }
+    if text.contains("No field named") {
+        return error("42703", &text);
+    }
+    if let DataFusionError::ResourcesExhausted(m) = e.find_root() {
+        return error("53400", m);
+    }
+    if text.contains("SQL error: ParserError") || text.contains("sql parser error") {
+        return error("42601", &text);
+    }
+    error("XX000", &text)
+}
+
+fn api_error(e: ApiError) -> PgWireError {
+    let code = match e.code {
+        "too_many_requests" => "53400",
+        "forbidden" => "42501",
+        "invalid_sql" => "42601",
+        _ => "XX000",
+    };
+    error(code, &e.message)
+}
+
+fn query_error(e: reservoir_query::Error) -> PgWireError {
+    match e {
+        reservoir_query::Error::Execution(d) => df_error(&d),
+        other => api_error(other.into()),
+    }
+}
+
+/// Only queries: anything that would change the lake or the session's catalog is refused as
+/// PostgreSQL refuses it in a read-only transaction.
+fn check_read_only(statement: &Statement) -> PgWireResult<()> {
+    match statement {
+        Statement::Query(_)
+        | Statement::Explain { .. }
+        | Statement::ExplainTable { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowVariable { .. } => Ok(()),
+        other => {
+            let text = other.to_string();
+            let head: String = text
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            Err(error(
+                "25006",
+                &format!(
+                    "cannot execute {head} in a read-only transaction: Reservoir's SQL is read-only"
+                ),
+            ))
+        }
+    }
+}
+
+/// The connection's session, rebuilt when what its principal may see has changed (a grant
+/// approved, revoked, expired, its quota drawn down).
+async fn session(state: &AppState, conn: &Connection) -> PgWireResult<Arc<Session>> {
+    let visibility = state
+        .access()
+        .visibility(&conn.caller.principal)
+        .await
+        .map_err(|e| api_error(e.into()))?;
+    let fingerprint = format!("{visibility:?}");
+    let mut cached = conn.session.lock().await;
+    if let Some(s) = cached.as_ref()
+        && s.fingerprint == fingerprint
+    {
+        return Ok(s.clone());
+    }
+    let engine = reservoir_query::QueryEngine::for_visibility(
+        state.lake(),
+        state.catalog(),
+        &visibility,
+        state.mask_key(),
+    )
+    .await
+    .map_err(query_error)?;
+    install_pg_catalog(engine.context()).map_err(|e| df_error(&e))?;
+    let session = Arc::new(Session {
+        engine,
+        visibility,
+        fingerprint,
+    });
+    *cached = Some(session.clone());
+    Ok(session)
+}
+
+impl Service {
+    /// Runs one statement (already past the hooks) with `params`, streaming its rows.
+    async fn execute<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        statement: &Statement,
+        params: Option<&Bind<'_>>,
+        format: &Format,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ?Sized,
+    {
+        check_read_only(statement)?;
+        let conn = connection(client)?;
+        let session = session(&self.state, &conn).await?;
+        let started = Instant::now();
+        let mut event = conn.caller.event("pg.query", "");
+        event.detail = serde_json::json!({"sql": sql}).to_string();
+        let planned: PgWireResult<(LogicalPlan, Touched, usize)> = async {
+            let ctx = session.engine.context();
+            let mut plan = ctx
+                .state()
+                .statement_to_plan(DfStatementWrapper::Statement(Box::new(statement.clone())))
+                .await
+                .map_err(|e| df_error(&e))?;
+            SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false)
+                .verify_plan(&plan)
+                .map_err(|e| error("25006", &e.to_string()))?;
+            if let Some(bind) = params {
+                let values = bind(&plan)?;
+                plan = plan
+                    .replace_params_with_values(&values)
+                    .map_err(|e| df_error(&e))?;
+            }
+            let touched = touched_tables(&self.state, &plan, &session.visibility)
+                .await
+                .map_err(api_error)?;
+            let mut limit = self.config.row_limit;
+            if let Some(left) =
+                admit(&self.state, &touched, &session.visibility).map_err(api_error)?
+            {
+                limit = limit.min(left);
+            }
+            Ok((plan, touched, limit))
+        }
+        .await;
+        let (plan, touched, limit) = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                self.refused(event, &e).await;
+                return Err(e);
+            }
+        };
+        let df = match session.engine.context().execute_logical_plan(plan).await {
+            Ok(df) => df,
+            Err(e) => {
+                let e = df_error(&e);
+                self.refused(event, &e).await;
+                return Err(e);
+            }
+        };
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let fields = Arc::new(arrow_schema_to_pg_fields(
+            df.schema().as_arrow(),
+            format,
+            Some(options),
+        )?);
+        // Runs on the query runtime, so this connection's cancel requests and everyone else's
+        // queries are served while it computes.
+        let stream = reservoir_query::executor::execute(df);
+        event.target = touched.names();
+        event.grant_id = touched.tables.iter().find_map(|(_, _, g)| *g);
+        event.columns = touched.columns();
+        let timeout =
+            statement_timeout(client).map_or(self.config.timeout, |t| t.min(self.config.timeout));
+        let run = Run {
+            state: self.state.clone(),
+            session: session.clone(),
+            caller: conn.caller.clone(),
+            event: Some(event),
+            touched,
+            sql: sql.to_string(),
+            rows: 0,
+            bytes: 0,
+            started,
+            outcome: Outcome::Ok,
+            error: None,
+        };
+        let batches = guarded(
+            stream,
+            run,
+            limit,
+            timeout,
+            conn.cancel.clone(),
+            self.config.row_limit,
+        );
+        let rows_fields = fields.clone();
+        let rows = batches
+            .map(move |b| {
+                let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> = match b {
+                    Ok(batch) => encode_recordbatch(rows_fields.clone(), batch),
+                    Err(e) => Box::new(std::iter::once(Err(e))),
+                };
+                futures::stream::iter(rows)
+            })
+            .flatten();
+        Ok(Response::Query(QueryResponse::new(fields, rows)))
+    }
+
+    async fn refused(&self, event: AuditEvent, e: &PgWireError) {
+        refused(&self.state, event, e).await;
+    }
+}
+
+/// Audits a statement that was refused or failed before it ran.
+async fn refused(state: &AppState, mut event: AuditEvent, e: &PgWireError) {
+    event.outcome = Some(match e {
+        PgWireError::UserError(info) if info.code.starts_with("42") && info.code != "42501" => {
+            Outcome::Error
+        }
+        _ => Outcome::Denied,
+    });
+    event.detail = serde_json::json!({
+        "sql": serde_json::from_str::<serde_json::Value>(&event.detail).ok().and_then(|v| v.get("sql").cloned()),
+        "error": e.to_string(),
+    })
+    .to_string();
+    state.audit(event).await;
+}
+
+impl Service {
+    async fn run_hooks<C>(
+        &self,
+        client: &mut C,
+        statement: &Statement,
+    ) -> Option<PgWireResult<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let conn = match connection(client) {
+            Ok(c) => c,
+            Err(e) => return Some(Err(e)),
+        };
+        let session = match session(&self.state, &conn).await {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        for hook in &self.hooks {
+            if let Some(r) = hook
+                .handle_simple_query(statement, session.engine.context(), client)
+                .await
+            {
+                return Some(r);
+            }
+        }
+        None
+    }
+}
+
+fn statement_timeout<C: ClientInfo + ?Sized>(client: &C) -> Option<Duration> {
+    client
+        .metadata()
+        .get("statement_timeout_ms")
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+}
+
+/// The state of one running statement: audited and metered when it ends, however it ends.
+struct Run {
+    state: AppState,
+    session: Arc<Session>,
+    caller: Caller,
+    event: Option<AuditEvent>,
+    touched: Touched,
+    sql: String,
+    rows: usize,
+    bytes: usize,
+    started: Instant,
+    outcome: Outcome,
+    error: Option<String>,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let Some(mut event) = self.event.take() else {
+            return;
+        };
+        let state = self.state.clone();
+        let rows_read = self.session.engine.rows_read();
+        let tables: Vec<i64> = self.touched.tables.iter().map(|(d, _, _)| *d).collect();
+        let who = self.caller.name().to_string();
+        let (rows, bytes) = (self.rows as i64, self.bytes as i64);
+        event.row_count = Some(rows);
+        if self.outcome != Outcome::Ok {
+            event.outcome = Some(self.outcome);
+        }
+        event.detail = serde_json::json!({
+            "sql": self.sql,
+            "error": self.error,
+            "elapsed_ms": self.started.elapsed().as_millis() as u64,
+            "rows_read": rows_read.iter().map(|(g, n)| serde_json::json!({"grant": g, "rows": n})).collect::<Vec<_>>(),
+        })
+        .to_string();
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        handle.spawn(async move {
+            state.audit(event).await;
+            for d in tables {
+                if let Err(e) = state.access().meter(&who, d, rows, bytes).await {
+                    tracing::error!("metering failed: {e}");
+                }
+            }
+            // Quotas are charged with the rows read from the table, aggregates included.
+            for (g, n) in rows_read {
+                if let Err(e) = state.access().add_rows_served(g, n as i64).await {
+                    tracing::error!("counting rows against grant {g} failed: {e}");
+                }
+            }
+            crate::api::data::alert_on_volume(&state, &who, rows).await;
+        });
+    }
+}
+
+/// The statement's batches, stopped by a cancel request, the statement timeout or the row
+/// limit, each with PostgreSQL's error for it.
+fn guarded(
+    inner: datafusion::execution::SendableRecordBatchStream,
+    run: Run,
+    limit: usize,
+    timeout: Duration,
+    cancel: watch::Receiver<u64>,
+    row_limit: usize,
+) -> impl futures::Stream<Item = PgWireResult<RecordBatch>> + Send {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let seen = *cancel.borrow();
+    futures::stream::unfold(
+        (Some(inner), run, cancel),
+        move |(inner, mut run, mut cancel)| async move {
+            let mut inner = inner?;
+            let fail = |run: &mut Run, outcome: Outcome, e: PgWireError| {
+                run.outcome = outcome;
+                run.error = Some(e.to_string());
+                e
+            };
+            enum Stop {
+                Cancelled,
+                TimedOut,
+            }
+            let next = tokio::select! {
+                b = inner.next() => Ok(b),
+                _ = cancel.wait_for(|n| *n != seen) => Err(Stop::Cancelled),
+                () = tokio::time::sleep_until(deadline) => Err(Stop::TimedOut),
+            };
+            let next = match next {
+                Ok(b) => b,
+                Err(Stop::Cancelled) => {
+                    let e = fail(
+                        &mut run,
+                        Outcome::Error,
+                        error("57014", "canceling statement due to user request"),
+                    );
+                    return Some((Err(e), (None, run, cancel)));
+                }
+                Err(Stop::TimedOut) => {
+                    let e = fail(
+                        &mut run,
+                        Outcome::Error,
+                        error(
+                            "57014",
+                            &format!(
+                                "canceling statement due to statement timeout ({} s)",
+                                timeout.as_secs_f32()
+                            ),
+                        ),
+                    );
+                    return Some((Err(e), (None, run, cancel)));
+                }
+            };
+            match next {
+                None => None,
+                Some(Err(e)) => {
+                    let e = fail(&mut run, Outcome::Error, df_error(&e));
+                    Some((Err(e), (None, run, cancel)))
+                }
+                Some(Ok(batch)) => {
+                    if run.rows + batch.num_rows() > limit {
+                        let message = if limit < row_limit {
+                            format!(
+                                "the grant's quota leaves {limit} rows to read and this statement returns more; \
+                                 narrow it or ask for a larger quota"
+                            )
+                        } else {
+                            format!(
+                                "the result has more than {limit} rows, the limit of one statement; \
+                                 add a LIMIT, aggregate, or page with OFFSET"
+                            )
+                        };
+                        let e = fail(&mut run, Outcome::Denied, error("54000", &message));
+                        return Some((Err(e), (None, run, cancel)));
+                    }
+                    run.rows += batch.num_rows();
+                    run.bytes += batch.get_array_memory_size();
+                    Some((Ok(batch), (Some(inner), run, cancel)))
+                }
+            }
+        },
+    )
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Service {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = self
+            .parser
+            .sql
+            .parse(query)
+            .map_err(|e| error("42601", &e.to_string()))?;
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let mut out = Vec::with_capacity(statements.len());
+        for statement in statements {
+            if let Some(r) = self.run_hooks(client, &statement).await {
+                out.push(r?);
+                continue;
+            }
+            let sql = statement.to_string();
+            out.push(
+                self.execute(client, &sql, &statement, None, &Format::UnifiedText)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Plans statements for the extended protocol (Parse, Describe); execution plans them again
+/// with the session of the moment, so a prepared statement never outlives a revoked grant.
+struct Parser {
+    state: AppState,
+    sql: PostgresCompatibilityParser,
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut statements = self
+            .sql
+            .parse(sql)
+            .map_err(|e| error("42601", &e.to_string()))?;
+        if statements.is_empty() {
+            return Ok(None);
+        }
+        if statements.len() > 1 {
+            return Err(error(
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        let statement = statements.remove(0);
+        let text = statement.to_string();
+        let conn = connection(client)?;
+        let ctx = session(&self.state, &conn).await?.engine.context().clone();
+        // SET, SHOW, BEGIN and the like plan as statements; the hooks answer them at Execute.
+        let plan = match ctx
+            .state()
+            .statement_to_plan(DfStatementWrapper::Statement(Box::new(statement.clone())))
+            .await
+        {
+            Ok(p) => p,
+            Err(_) if !matches!(statement, Statement::Query(_)) => {
+                datafusion::logical_expr::LogicalPlan::EmptyRelation(
+                    datafusion::logical_expr::EmptyRelation {
+                        produce_one_row: false,
+                        schema: Arc::new(datafusion::common::DFSchema::empty()),
+                    },
+                )
+            }
+            Err(e) => {
+                let e = df_error(&e);
+                let mut event = conn.caller.event("pg.query", "");
+                event.detail = serde_json::json!({"sql": text}).to_string();
+                refused(&self.state, event, &e).await;
+                return Err(e);
+            }
+        };
+        Ok(Some((text, Some((statement, plan)))))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        match stmt {
+            (_, Some((_, plan))) => parameter_types(plan)?
+                .into_iter()
+                .map(|t| match t {
+                    Some(t) => into_pg_type(&t),
+                    None => Ok(Type::UNKNOWN),
+                })
+                .collect(),
+            _ => Ok(vec![]),
+        }
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match stmt {
+            (_, Some((Statement::Query(_) | Statement::Explain { .. }, plan))) => {
+                arrow_schema_to_pg_fields(
+                    plan.schema().as_arrow(),
+                    column_format.unwrap_or(&Format::UnifiedText),
+                    None,
+                )
+            }
+            _ => Ok(vec![]),
+        }
+    }
+}
+
+/// The types of a plan's `$1, $2, …` in order: as DataFusion infers them from the columns they
+/// meet, else from a cast around them (`$1::int`).
+fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
+    let mut types = plan.get_parameter_types().map_err(|e| df_error(&e))?;
+    let _ = plan.apply(|node| {
+        for expr in node.expressions() {
+            let _ = expr.apply(|e| {
+                if let Expr::Cast(cast) = e
+                    && let Expr::Placeholder(p) = cast.expr.as_ref()
+                    && types.get(&p.id).is_none_or(|t| t.is_none())
+                {
+                    types.insert(p.id.clone(), Some(cast.field.data_type().clone()));
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    let mut ordered: Vec<(u32, Option<DataType>)> = types
+        .into_iter()
+        .map(|(id, t)| (id.trim_start_matches('$').parse().unwrap_or(u32::MAX), t))
+        .collect();
+    ordered.sort_by_key(|(n, _)| *n);
+    Ok(ordered.into_iter().map(|(_, t)| t).collect())
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Service {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (sql, Some((statement, _))) = &portal.statement.statement else {
+            return Ok(Response::EmptyQuery);
+        };
+        if !matches!(statement, Statement::Query(_) | Statement::Explain { .. }) {
+            // SET, SHOW, BEGIN, COMMIT…: answered as over the simple protocol.
+            if let Some(r) = self.run_hooks(client, statement).await {
+                return r;
+            }
+        }
+        let bind = |plan: &LogicalPlan| -> PgWireResult<ParamValues> {
+            let types = parameter_types(plan)?;
+            let refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
+            deserialize_parameters(portal, &refs)
+        };
+        self.execute(
+            client,
+            sql,
+            statement,
+            Some(&bind),
+            &portal.result_column_format,
+        )
+        .await
+    }
+}
+
+// ------------------------------------------------------------------------------ pg_catalog
+
+/// What `pg_catalog` describes: the raw layer's units and datasets the session sees (other
+/// layers are queried by their three-part names and not listed, so each table appears once).
+#[derive(Debug, Clone)]
+struct RawLayer(Arc<dyn CatalogProviderList>);
+
+#[async_trait]
+impl CatalogInfo for RawLayer {
+    async fn catalog_names(&self) -> Result<Vec<String>, DataFusionError> {
+        Ok(vec![reservoir_lake::Layer::Raw.as_str().to_string()])
+    }
+
+    async fn schema_names(&self, catalog: &str) -> Result<Option<Vec<String>>, DataFusionError> {
+        CatalogInfo::schema_names(&self.0, catalog).await
+    }
+
+    async fn table_names(
+        &self,
+        catalog: &str,
+        schema: &str,
+    ) -> Result<Option<Vec<String>>, DataFusionError> {
+        CatalogInfo::table_names(&self.0, catalog, schema).await
+    }
+
+    async fn table_schema(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<datafusion::arrow::datatypes::SchemaRef>, DataFusionError> {
+        CatalogInfo::table_schema(&self.0, catalog, schema, table).await
+    }
+
+    async fn table_type(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<datafusion::datasource::TableType>, DataFusionError> {
+        CatalogInfo::table_type(&self.0, catalog, schema, table).await
+    }
+}
+
+/// Installs PostgreSQL's system catalog and functions into a session: `pg_catalog` lists the
+/// raw layer's tables the session sees, nothing more.
+fn install_pg_catalog(ctx: &datafusion::prelude::SessionContext) -> Result<(), DataFusionError> {
+    let raw = reservoir_lake::Layer::Raw.as_str();
+    setup_pg_catalog(ctx, raw, EmptyContextProvider).map_err(|e| *e)?;
+    static STATIC_TABLES: OnceLock<Arc<PgCatalogStaticTables>> = OnceLock::new();
+    let tables = match STATIC_TABLES.get() {
+        Some(t) => t.clone(),
+        None => {
+            let t = Arc::new(PgCatalogStaticTables::try_new()?);
+            STATIC_TABLES.get_or_init(|| t).clone()
+        }
+    };
+    let provider = PgCatalogSchemaProvider::try_new(
+        RawLayer(ctx.state().catalog_list().clone()),
+        tables,
+        EmptyContextProvider,
+    )?;
+    if let Some(catalog) = ctx.catalog(raw) {
+        catalog.register_schema("pg_catalog", Arc::new(provider))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,448 @@
+//! The PostgreSQL wire protocol with a real Rust client (tokio-postgres): logins by password and
+//! token, binary parameters and results, prepared statements, grants and masks, read-only,
+//! cancellation and timeouts, the system catalog each principal sees, and the audit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reservoir_access::mask::MaskKey;
+use reservoir_access::{AuditFilter, GrantColumn, Mask, NewGrant, NewUser, Principal, Role};
+use reservoir_catalog::Catalog;
+use reservoir_ingest::{CollectRequest, Collector, NoProgress};
+use reservoir_lake::{Lake, WriteMode};
+use reservoir_server::pg::PgConfig;
+use reservoir_server::{AppState, ServerConfig};
+use reservoir_testkit::shared_data;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+struct World {
+    _dir: tempfile::TempDir,
+    state: AppState,
+    addr: std::net::SocketAddr,
+    analyst_token: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path().join("lake")).unwrap();
+    let catalog = Catalog::connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
+        .await
+        .unwrap();
+    let collector = Collector::new(lake.clone(), catalog.clone());
+    for (unit, dataset, path) in [
+        (
+            "minzheng",
+            "villages",
+            "admin_divisions/songjiang_310117_villages_extract.csv",
+        ),
+        (
+            "minzheng",
+            "streets",
+            "admin_divisions/songjiang_310117_streets_extract.csv",
+        ),
+        (
+            "tongji",
+            "gdp",
+            "gov_files/gbk_csv/nbs_export_分省年度数据_地区生产总值_GBK.csv",
+        ),
+    ] {
+        collector
+            .collect(
+                CollectRequest {
+                    unit: unit.into(),
+                    dataset: dataset.into(),
+                    files: vec![shared_data(path)],
+                    mode: WriteMode::Overwrite,
+                    ..CollectRequest::default()
+                },
+                Arc::new(NoProgress),
+            )
+            .await
+            .unwrap();
+    }
+    let state = AppState::new(lake, catalog.clone(), ServerConfig::default())
+        .with_mask_key(Arc::new(MaskKey::from_bytes(b"wire masking key 12345")));
+    let access = state.access().clone();
+    for (id, role, unit) in [
+        ("op", Role::Operator, None),
+        ("analyst", Role::Consumer, Some("tongji")),
+    ] {
+        access
+            .create_user(&NewUser {
+                id: id.into(),
+                display_name: id.into(),
+                role,
+                unit_id: unit.map(str::to_string),
+                password: format!("{id}-Password-1"),
+                must_change: false,
+            })
+            .await
+            .unwrap();
+    }
+    // The analyst sees minzheng.villages: code and street unmasked, the name masked to its
+    // first character, and only the villages of street 310117001.
+    let villages = catalog
+        .dataset("raw", "minzheng", "villages")
+        .await
+        .unwrap()
+        .unwrap();
+    access
+        .create_grant(
+            &Principal::local_operator(),
+            &NewGrant {
+                user_id: "analyst".into(),
+                dataset_id: villages.id,
+                columns: vec![
+                    GrantColumn {
+                        name: "code".into(),
+                        mask: Mask::None,
+                    },
+                    GrantColumn {
+                        name: "name".into(),
+                        mask: Mask::Keep { first: 1, last: 0 },
+                    },
+                    GrantColumn {
+                        name: "streetCode".into(),
+                        mask: Mask::None,
+                    },
+                ],
+                row_filter: Some("\"streetCode\" = '310117001'".into()),
+                purpose: "村居统计".into(),
+                request_id: None,
+                starts_at: None,
+                expires_at: reservoir_catalog::format_ts(
+                    chrono::Utc::now() + chrono::Duration::days(3),
+                ),
+                hours: None,
+                rate_per_minute: None,
+                row_quota: None,
+            },
+        )
+        .await
+        .unwrap();
+    let analyst_token = access
+        .create_token("analyst", "bi", None, 1)
+        .await
+        .unwrap()
+        .secret;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = PgConfig {
+        bind: addr,
+        row_limit: 1000,
+        timeout: Duration::from_secs(30),
+        ..PgConfig::default()
+    };
+    tokio::spawn(reservoir_server::pg::serve(
+        state.clone(),
+        config,
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    World {
+        _dir: dir,
+        state,
+        addr,
+        analyst_token,
+        _stop: stop,
+    }
+}
+
+async fn connect(w: &World, user: &str, password: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host(w.addr.ip().to_string())
+        .port(w.addr.port())
+        .user(user)
+        .password(password)
+        .dbname("raw")
+        .application_name("pg-test")
+        .connect(NoTls)
+        .await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+fn failed<T>(r: Result<T, tokio_postgres::Error>, what: &str) -> tokio_postgres::Error {
+    match r {
+        Ok(_) => panic!("expected an error: {what}"),
+        Err(e) => e,
+    }
+}
+
+fn msg(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_string())
+}
+
+fn code(e: &tokio_postgres::Error) -> Option<&SqlState> {
+    e.as_db_error().map(|d| d.code())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_over_the_postgres_protocol_under_grants() {
+    let w = world().await;
+
+    // Logins: a wrong password is refused with PostgreSQL's code; so is a token of another
+    // account.
+    let e = failed(connect(&w, "op", "wrong").await, "refused");
+    assert_eq!(code(&e), Some(&SqlState::INVALID_PASSWORD), "{e:?}");
+    let e = failed(connect(&w, "op", &w.analyst_token).await, "refused");
+    assert!(msg(&e).contains("does not belong"), "{e:?}");
+
+    // The operator sees everything, unmasked.
+    let op = connect(&w, "op", "op-Password-1").await.unwrap();
+    let n: i64 = op
+        .query_one("SELECT count(*) FROM minzheng.villages", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 386);
+    // Binary parameters and results: a TEXT parameter (codes are text), text back.
+    let row = op
+        .query_one(
+            "SELECT name, \"streetCode\" FROM minzheng.villages WHERE code = $1",
+            &[&"310117001001"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "龙潭社区居委会");
+    assert_eq!(row.get::<_, String>(1), "310117001");
+    // A binary INT8 parameter, bound from an i64.
+    let n: i64 = op
+        .query_one(
+            "SELECT count(*) FROM minzheng.villages WHERE CAST(\"provinceCode\" AS BIGINT) = $1",
+            &[&31_i64],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 386);
+    // A prepared statement executed twice with different text parameters.
+    let stmt = op
+        .prepare("SELECT count(*) FROM minzheng.villages WHERE name LIKE $1")
+        .await
+        .unwrap();
+    assert_eq!(stmt.params(), &[tokio_postgres::types::Type::TEXT]);
+    let like = |p: &'static str| {
+        let op = &op;
+        let stmt = stmt.clone();
+        async move { op.query_one(&stmt, &[&p]).await.unwrap().get::<_, i64>(0) }
+    };
+    let communities = like("%社区居委会").await;
+    let villages = like("%村委会").await;
+    assert!(communities > 0 && villages > 0 && communities + villages <= 386);
+    // An aggregate over a join.
+    let rows = op
+        .query(
+            "SELECT s.name, count(v.code) AS n FROM minzheng.streets s \
+             JOIN minzheng.villages v ON v.\"streetCode\" = s.code \
+             GROUP BY s.name ORDER BY n DESC, s.name",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    let total: i64 = rows.iter().map(|r| r.get::<_, i64>(1)).sum();
+    assert_eq!(total, 386);
+
+    // Read-only: DDL and DML are refused as in a read-only transaction.
+    for sql in [
+        "CREATE TABLE x AS SELECT 1",
+        "INSERT INTO minzheng.villages (code) VALUES (1)",
+        "DROP TABLE minzheng.villages",
+    ] {
+        let e = failed(op.simple_query(sql).await, "refused");
+        assert_eq!(
+            code(&e),
+            Some(&SqlState::READ_ONLY_SQL_TRANSACTION),
+            "{sql}: {e:?}"
+        );
+    }
+    // The session settings clients send work.
+    op.simple_query("SET application_name = 'pg-test'")
+        .await
+        .unwrap();
+    op.simple_query("BEGIN").await.unwrap();
+    op.simple_query("COMMIT").await.unwrap();
+
+    // The row limit: a result over it fails instead of being cut silently.
+    let e = failed(
+        op.query(
+            "SELECT a.code FROM minzheng.villages a, minzheng.streets b",
+            &[],
+        )
+        .await,
+        "over the row limit",
+    );
+    assert_eq!(code(&e), Some(&SqlState::PROGRAM_LIMIT_EXCEEDED), "{e:?}");
+
+    // Cancellation: a cross join of billions of rows stops when the client cancels.
+    // (A filter, so that the count cannot come from statistics.)
+    let slow = "SELECT count(*) FROM minzheng.villages a, minzheng.villages b, \
+                minzheng.villages c, minzheng.villages d WHERE a.name || b.name <> c.name || d.name";
+    let token = op.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        token.cancel_query(NoTls).await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let e = failed(op.query(slow, &[]).await, "cancelled");
+    canceller.await.unwrap();
+    assert_eq!(code(&e), Some(&SqlState::QUERY_CANCELED), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // …and the connection goes on.
+    assert_eq!(
+        op.query_one("SELECT 1::bigint", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        1
+    );
+    // statement_timeout stops it too.
+    op.simple_query("SET statement_timeout = 300")
+        .await
+        .unwrap();
+    let e = failed(op.query(slow, &[]).await, "timed out");
+    assert_eq!(code(&e), Some(&SqlState::QUERY_CANCELED), "{e:?}");
+    assert!(msg(&e).contains("timeout"), "{e:?}");
+
+    // The analyst, logged in with an API token: only its grant, masked and filtered.
+    let analyst = connect(&w, "analyst", &w.analyst_token).await.unwrap();
+    let rows = analyst
+        .query(
+            "SELECT code, name FROM minzheng.villages ORDER BY code",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    for r in &rows {
+        let name: String = r.get(1);
+        assert!(name.starts_with(|c: char| !c.is_ascii()), "{name}");
+        assert!(
+            name.chars().skip(1).all(|c| c == '*'),
+            "{name} is not masked"
+        );
+        assert!(
+            r.get::<_, String>(0).starts_with("310117001"),
+            "outside the row filter"
+        );
+    }
+    // A masked column cannot be unmasked by filtering on it with a parameter.
+    let n: i64 = analyst
+        .query_one(
+            "SELECT count(*) FROM minzheng.villages WHERE name = $1",
+            &[&"龙潭社区居委会"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    // Ungranted tables and columns do not exist.
+    let e = failed(
+        analyst.query("SELECT * FROM tongji.gdp", &[]).await,
+        "ungranted",
+    );
+    assert_eq!(code(&e), Some(&SqlState::UNDEFINED_TABLE), "{e:?}");
+    assert!(msg(&e).contains("does not exist"), "{e:?}");
+    let e = failed(
+        analyst
+            .query("SELECT \"areaCode\" FROM minzheng.villages", &[])
+            .await,
+        "ungranted column",
+    );
+    assert_eq!(code(&e), Some(&SqlState::UNDEFINED_COLUMN), "{e:?}");
+    // The system catalog lists what the analyst sees, and nothing else.
+    let tables: Vec<String> = analyst
+        .query(
+            "SELECT n.nspname || '.' || c.relname FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tables, ["minzheng.villages"]);
+    let columns: Vec<String> = analyst
+        .query(
+            "SELECT column_name FROM information_schema.columns \
+             WHERE table_schema = 'minzheng' AND table_name = 'villages' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(columns, ["code", "name", "streetCode"]);
+    let all: Vec<String> = op
+        .query(
+            "SELECT n.nspname || '.' || c.relname FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(all, ["minzheng.streets", "minzheng.villages", "tongji.gdp"]);
+
+    // Every statement is audited with its SQL text; logins too, refusals as denied.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let entries = w
+        .state
+        .access()
+        .audit_entries(&AuditFilter {
+            action: Some("pg.".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let has = |actor: &str, action: &str, needle: &str, outcome: &str| {
+        entries.iter().any(|e| {
+            e.actor == actor
+                && e.action == action
+                && e.detail.contains(needle)
+                && e.outcome == outcome
+        })
+    };
+    assert!(has("op", "pg.login", "", "denied"), "{entries:#?}");
+    assert!(has(
+        "op",
+        "pg.query",
+        "count(*) FROM minzheng.villages",
+        "ok"
+    ));
+    assert!(
+        has("analyst", "pg.query", "tongji.gdp", "error")
+            || has("analyst", "pg.query", "tongji.gdp", "denied")
+    );
+    assert!(has(
+        "op",
+        "pg.query",
+        "canceling statement due to user request",
+        "error"
+    ));
+    let masked = entries
+        .iter()
+        .find(|e| e.actor == "analyst" && e.detail.contains("ORDER BY code"))
+        .expect("the analyst's query audited");
+    assert_eq!(masked.target, "minzheng.villages");
+    assert_eq!(masked.row_count, Some(rows.len() as i64));
+    assert!(masked.grant_id.is_some());
+}
