@@ -10,7 +10,8 @@ API token as its password (OPERATOR_LOGIN names another operator).
 
 psql: connect, \\dt lists the tables, \\d describes one, \\dn lists the units, an aggregate over a
 join. psycopg: prepared statements with parameters, a cancelled long query, a wrong password
-refused, a masked column masked, an ungranted table "does not exist", DDL refused.
+refused, a masked column masked, an ungranted table "does not exist", DDL refused. SQLAlchemy
+(what Superset uses): schema, table, column, key and index reflection, a generated query.
 """
 import os
 import subprocess
@@ -135,7 +136,46 @@ def main(host, port, operator, admin="admin"):
         else:
             raise SystemExit("an ungranted table was readable")
         print(f"pg e2e: the consumer's column comes back masked ({rows[0][1]}), an ungranted table does not exist")
+
+    sqlalchemy_inspector(host, port)
     print("pg e2e: all checks passed")
+
+
+def sqlalchemy_inspector(host, port):
+    """What Superset does when a database is added and a dataset picked: SQLAlchemy's
+    PostgreSQL dialect (psycopg 3) reads the version, lists schemas and tables, and reflects
+    columns, keys and indexes through pg_catalog."""
+    import sqlalchemy
+    from sqlalchemy.engine import URL
+
+    url = URL.create("postgresql+psycopg", username=CONSUMER[0], password=CONSUMER[1],
+                     host=host, port=int(port), database="raw")
+    engine = sqlalchemy.create_engine(url)
+    try:
+        insp = sqlalchemy.inspect(engine)
+        assert engine.dialect.server_version_info[0] >= 12, engine.dialect.server_version_info
+        schemas = insp.get_schema_names()
+        assert "minzheng" in schemas, schemas
+        tables = insp.get_table_names(schema="minzheng")
+        assert sorted(tables) == ["streets", "villages"], tables
+        assert insp.get_table_names(schema="tongji") == [], "ungranted tables reflected"
+        columns = {c["name"]: c for c in insp.get_columns("villages", schema="minzheng")}
+        assert list(columns) == ["code", "name", "streetCode"], list(columns)
+        assert isinstance(columns["name"]["type"], sqlalchemy.types.String), columns["name"]
+        assert insp.get_pk_constraint("villages", schema="minzheng")["constrained_columns"] == []
+        assert insp.get_foreign_keys("villages", schema="minzheng") == []
+        assert insp.get_indexes("villages", schema="minzheng") == []
+        villages = sqlalchemy.Table("villages", sqlalchemy.MetaData(), schema="minzheng",
+                                    autoload_with=engine)
+        query = (sqlalchemy.select(villages.c.streetCode, sqlalchemy.func.count().label("n"))
+                 .group_by(villages.c.streetCode).order_by(sqlalchemy.desc("n")).limit(3))
+        with engine.connect() as conn:
+            top = conn.execute(query).all()
+        assert len(top) == 3 and top[0].n >= top[-1].n > 0, top
+    finally:
+        engine.dispose()
+    print(f"pg e2e: SQLAlchemy reflects the consumer's schemas and tables ({tables}), "
+          f"columns and keys, and runs a generated query")
 
 
 if __name__ == "__main__":

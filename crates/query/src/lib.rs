@@ -224,24 +224,29 @@ pub fn check_read_only(sql: &str) -> Result<()> {
     if statements.len() > 1 {
         return Err(Error::Plan("only one statement at a time".into()));
     }
-    for s in &statements {
-        match s {
-            Statement::Query(_) | Statement::Explain { .. } | Statement::ExplainTable { .. } => {}
-            Statement::ShowTables { .. }
-            | Statement::ShowColumns { .. }
-            | Statement::ShowVariable { .. } => {}
-            other => {
-                let text = other.to_string();
-                let head: String = text
-                    .split_whitespace()
-                    .take(2)
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                return Err(Error::ReadOnly(head));
-            }
+    statements.iter().try_for_each(check_read_only_statement)
+}
+
+/// Refuses a parsed statement that is not a query, naming it in `Error::ReadOnly` by its first
+/// two words (`CREATE TABLE`, `DELETE FROM`).
+pub fn check_read_only_statement(statement: &Statement) -> Result<()> {
+    match statement {
+        Statement::Query(_)
+        | Statement::Explain { .. }
+        | Statement::ExplainTable { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowVariable { .. } => Ok(()),
+        other => {
+            let text = other.to_string();
+            let head: String = text
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            Err(Error::ReadOnly(head))
         }
     }
-    Ok(())
 }
 
 /// One lake layer as a DataFusion catalog; its schemas are units (and, in a PostgreSQL wire

@@ -210,7 +210,8 @@ region_name = ""
 # Superset connect with an account's password or an API token, under the same grants.
 enabled = true
 bind = "127.0.0.1:5433"
-# TLS: both a PEM certificate and its private key.
+# TLS: both a PEM certificate and its private key. With them set, logins are taken over TLS
+# only (clients connect with sslmode=require).
 # tls_cert = "tls/server.crt"
 # tls_key = "tls/server.key"
 

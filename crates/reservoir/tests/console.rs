@@ -244,6 +244,22 @@ fn console_in_chromium_and_openapi_conformance() {
         "pg.py",
         &[&pg.ip().to_string(), &pg.port().to_string(), &operator],
     );
+    // pgJDBC, the driver of DBeaver, Metabase and most Java BI tools: its metadata calls.
+    let jdbc = std::env::var("PGJDBC").unwrap_or_else(|_| "/usr/share/java/postgresql.jar".into());
+    assert!(
+        Path::new(&jdbc).exists(),
+        "the PostgreSQL protocol test needs pgJDBC (apt-get install libpostgresql-jdbc-java) or PGJDBC=/path/to/postgresql.jar"
+    );
+    let status = Command::new("java")
+        .args(["-cp", &jdbc])
+        .arg(workspace_root().join("tests/e2e/Jdbc.java"))
+        .args([&pg.ip().to_string(), &pg.port().to_string()])
+        .args(["ds-reader", "Reader-pass-2026"])
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("cannot run java ({e}); the pgJDBC test needs a JDK 11 or later")
+        });
+    assert!(status.success(), "Jdbc.java failed ({status})");
 
     // Schemathesis calls every operation as an operator, with a token from the CLI.
     python("openapi.py", &[&server.url, &operator]);

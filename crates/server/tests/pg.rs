@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +29,10 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with(None).await
+}
+
+async fn world_with(tls: Option<(PathBuf, PathBuf)>) -> World {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::local(dir.path().join("lake")).unwrap();
     let catalog = Catalog::connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
@@ -137,7 +143,7 @@ async fn world() -> World {
         bind: addr,
         row_limit: 1000,
         timeout: Duration::from_secs(30),
-        ..PgConfig::default()
+        tls,
     };
     tokio::spawn(reservoir_server::pg::serve(
         state.clone(),
@@ -402,6 +408,43 @@ async fn sql_over_the_postgres_protocol_under_grants() {
         .collect();
     assert_eq!(all, ["minzheng.streets", "minzheng.villages", "tongji.gdp"]);
 
+    // What drivers ask when they connect and reflect (psycopg/SQLAlchemy, pgJDBC): the
+    // version, settings, type lookups, savepoints, composite field access, subscripts; and a
+    // parameter a compatibility rewrite removed does not shift the ones after it.
+    let row = analyst
+        .query_one(
+            "SELECT version(), to_regtype('integer'), to_regtype('int4[]'),              to_regtype('hstore') IS NULL,              (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'max_index_keys')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, String>(0).starts_with("PostgreSQL 16"));
+    assert!(row.get::<_, String>(0).contains("Reservoir"));
+    assert_eq!(row.get::<_, i32>(1), 23);
+    assert_eq!(row.get::<_, i32>(2), 1007);
+    assert!(row.get::<_, bool>(3));
+    assert_eq!(row.get::<_, String>(4), "32");
+    analyst
+        .batch_execute("BEGIN; SAVEPOINT s1; RELEASE SAVEPOINT s1; SAVEPOINT s2; ROLLBACK TO SAVEPOINT s2; COMMIT")
+        .await
+        .unwrap();
+    let keys = analyst
+        .query(
+            "SELECT (information_schema._pg_expandarray(i.indkey)).n,              generate_subscripts(i.indkey, 1) FROM pg_catalog.pg_index i",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "lake tables have no indexes");
+    let row = analyst
+        .query_one(
+            "SELECT (SELECT json_build_object($1::VARCHAR, $2::VARCHAR)                      FROM pg_catalog.pg_sequence WHERE seqrelid = 0),                     count(*) FROM minzheng.villages WHERE length(name) > $3::INT",
+            &[&"a", &"b", &0i32],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, i64>(1) > 0);
+
     // Every statement is audited with its SQL text; logins too, refusals as denied.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let entries = w
@@ -445,4 +488,60 @@ async fn sql_over_the_postgres_protocol_under_grants() {
     assert_eq!(masked.target, "minzheng.villages");
     assert_eq!(masked.row_count, Some(rows.len() as i64));
     assert!(masked.grant_id.is_some());
+}
+
+/// psql against the test server; returns (success, stdout, stderr).
+fn psql(addr: std::net::SocketAddr, sslmode: &str, sql: &[&str]) -> (bool, String, String) {
+    let conninfo = format!(
+        "host={} port={} dbname=raw user=op sslmode={sslmode} connect_timeout=10",
+        addr.ip(),
+        addr.port()
+    );
+    let mut cmd = Command::new("psql");
+    cmd.args(["-X", "-v", "ON_ERROR_STOP=1", &conninfo])
+        .env("PGPASSWORD", "op-Password-1");
+    for s in sql {
+        cmd.args(["-c", s]);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run psql ({e}); install postgresql-client"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_logins_go_over_tls_only() {
+    // A self-signed test certificate for localhost and 127.0.0.1 (test-only, not a secret).
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let w = world_with(Some((
+        fixtures.join("pg-test-cert.pem"),
+        fixtures.join("pg-test-key.pem"),
+    )))
+    .await;
+    let addr = w.addr;
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        psql(
+            addr,
+            "require",
+            &["\\conninfo", "SELECT count(*) FROM minzheng.villages"],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("SSL connection"), "{out}");
+    assert!(out.contains("(1 row)"), "{out}");
+
+    // Without TLS the server refuses before it asks for the password.
+    let (ok, _, err) = tokio::task::spawn_blocking(move || psql(addr, "disable", &["SELECT 1"]))
+        .await
+        .unwrap();
+    assert!(!ok);
+    assert!(err.contains("over TLS only"), "{err}");
+    let e = failed(connect(&w, "op", "op-Password-1").await, "plaintext");
+    assert!(msg(&e).contains("sslmode=require"), "{e:?}");
 }

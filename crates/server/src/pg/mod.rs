@@ -18,6 +18,8 @@
 //! API. A table the principal has no grant on is not in its session: PostgreSQL's `relation
 //! "…" does not exist`.
 
+mod compat;
+
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::net::{IpAddr, SocketAddr};
@@ -28,7 +30,6 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::catalog::CatalogProviderList;
 use datafusion::common::ParamValues;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
@@ -40,12 +41,6 @@ use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters;
 use datafusion_postgres::arrow_pg::datatypes::{
     arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type,
 };
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{
-    PgCatalogSchemaProvider, PgCatalogStaticTables,
-};
-use datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog;
 use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use datafusion_postgres::hooks::QueryHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
@@ -59,7 +54,9 @@ use pgwire::api::auth::{
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, QueryResponse, Response};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+
+use compat::{ClientRewrites, install_pg_catalog};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -89,7 +86,8 @@ type Prepared = (String, Option<(Statement, LogicalPlan)>);
 #[derive(Debug, Clone)]
 pub struct PgConfig {
     pub bind: SocketAddr,
-    /// PEM certificate chain and private key: TLS is offered when both are set.
+    /// PEM certificate chain and private key. When set, connections must use TLS: the
+    /// password (PostgreSQL's cleartext password message) never crosses the network in clear.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Most rows one statement returns; past it the statement fails (add a LIMIT).
     pub row_limit: usize,
@@ -194,6 +192,7 @@ impl Handlers {
                 state: state.clone(),
                 cancels: cancels.clone(),
                 pids: RandomPidSecretKeyGenerator::default(),
+                tls_required: config.tls.is_some(),
             }),
             service: Arc::new(Service {
                 state: state.clone(),
@@ -322,6 +321,8 @@ struct Startup {
     state: AppState,
     cancels: Arc<Cancels>,
     pids: RandomPidSecretKeyGenerator,
+    /// A certificate is configured: passwords and tokens are taken over TLS only.
+    tls_required: bool,
 }
 
 fn parameters(login: &str) -> DefaultServerParameterProvider {
@@ -348,6 +349,13 @@ impl StartupHandler for Startup {
     {
         match message {
             PgWireFrontendMessage::Startup(ref startup) => {
+                if self.tls_required && !client.is_secure() {
+                    // Before the password is asked for, so none crosses the network in clear.
+                    return Err(error(
+                        "28000",
+                        "this server takes logins over TLS only: connect with sslmode=require",
+                    ));
+                }
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);
@@ -538,28 +546,15 @@ fn query_error(e: reservoir_query::Error) -> PgWireError {
 /// Only queries: anything that would change the lake or the session's catalog is refused as
 /// PostgreSQL refuses it in a read-only transaction.
 fn check_read_only(statement: &Statement) -> PgWireResult<()> {
-    match statement {
-        Statement::Query(_)
-        | Statement::Explain { .. }
-        | Statement::ExplainTable { .. }
-        | Statement::ShowTables { .. }
-        | Statement::ShowColumns { .. }
-        | Statement::ShowVariable { .. } => Ok(()),
-        other => {
-            let text = other.to_string();
-            let head: String = text
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ");
-            Err(error(
-                "25006",
-                &format!(
-                    "cannot execute {head} in a read-only transaction: Reservoir's SQL is read-only"
-                ),
-            ))
-        }
-    }
+    reservoir_query::check_read_only_statement(statement).map_err(|e| match e {
+        reservoir_query::Error::ReadOnly(head) => error(
+            "25006",
+            &format!(
+                "cannot execute {head} in a read-only transaction: Reservoir's SQL is read-only"
+            ),
+        ),
+        other => query_error(other),
+    })
 }
 
 /// The connection's session, rebuilt when what its principal may see has changed (a grant
@@ -585,7 +580,9 @@ async fn session(state: &AppState, conn: &Connection) -> PgWireResult<Arc<Sessio
     )
     .await
     .map_err(query_error)?;
-    install_pg_catalog(engine.context()).map_err(|e| df_error(&e))?;
+    install_pg_catalog(engine.context())
+        .await
+        .map_err(|e| df_error(&e))?;
     let session = Arc::new(Session {
         engine,
         visibility,
@@ -741,6 +738,21 @@ impl Service {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // Savepoints: drivers set them inside transactions (psycopg's nested transaction(),
+        // which SQLAlchemy uses on connect). Nothing is written, so there is nothing to undo;
+        // PostgreSQL allows them in a read-only transaction too.
+        match statement {
+            Statement::Savepoint { .. } => {
+                return Some(Ok(Response::Execution(Tag::new("SAVEPOINT"))));
+            }
+            Statement::ReleaseSavepoint { .. } => {
+                return Some(Ok(Response::Execution(Tag::new("RELEASE"))));
+            }
+            Statement::Rollback {
+                savepoint: Some(_), ..
+            } => return Some(Ok(Response::Execution(Tag::new("ROLLBACK")))),
+            _ => {}
+        }
         let conn = match connection(client) {
             Ok(c) => c,
             Err(e) => return Some(Err(e)),
@@ -924,7 +936,6 @@ impl SimpleQueryHandler for Service {
     {
         let statements = self
             .parser
-            .sql
             .parse(query)
             .map_err(|e| error("42601", &e.to_string()))?;
         if statements.is_empty() {
@@ -953,6 +964,21 @@ struct Parser {
     sql: PostgresCompatibilityParser,
 }
 
+impl Parser {
+    /// Parses with the compatibility rewrites, then [`ClientRewrites`].
+    fn parse(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<Statement>, datafusion::sql::sqlparser::parser::ParserError> {
+        use datafusion::sql::sqlparser::ast::VisitMut;
+        let mut statements = self.sql.parse(sql)?;
+        for statement in &mut statements {
+            let _ = statement.visit(&mut ClientRewrites);
+        }
+        Ok(statements)
+    }
+}
+
 #[async_trait]
 impl QueryParser for Parser {
     type Statement = Prepared;
@@ -967,7 +993,6 @@ impl QueryParser for Parser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let mut statements = self
-            .sql
             .parse(sql)
             .map_err(|e| error("42601", &e.to_string()))?;
         if statements.is_empty() {
@@ -1044,26 +1069,48 @@ impl QueryParser for Parser {
 /// meet, else from a cast around them (`$1::int`).
 fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
     let mut types = plan.get_parameter_types().map_err(|e| df_error(&e))?;
-    let _ = plan.apply(|node| {
-        for expr in node.expressions() {
-            let _ = expr.apply(|e| {
-                if let Expr::Cast(cast) = e
-                    && let Expr::Placeholder(p) = cast.expr.as_ref()
-                    && types.get(&p.id).is_none_or(|t| t.is_none())
-                {
-                    types.insert(p.id.clone(), Some(cast.field.data_type().clone()));
-                }
-                Ok(TreeNodeRecursion::Continue)
-            });
+    // A placeholder DataFusion could not type takes the type it is cast to (`$1::VARCHAR`, as
+    // PostgreSQL infers it); subqueries are walked too.
+    fn casts(plan: &LogicalPlan, types: &mut HashMap<String, Option<DataType>>) {
+        let _ = plan.apply_with_subqueries(|node| {
+            for expr in node.expressions() {
+                let _ = expr.apply(|e| {
+                    match e {
+                        Expr::Cast(cast) => {
+                            if let Expr::Placeholder(p) = cast.expr.as_ref() {
+                                let t = types.entry(p.id.clone()).or_default();
+                                if t.is_none() {
+                                    *t = Some(cast.field.data_type().clone());
+                                }
+                            }
+                        }
+                        Expr::Placeholder(p) => {
+                            types.entry(p.id.clone()).or_default();
+                        }
+                        _ => {}
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                });
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+    }
+    casts(plan, &mut types);
+    // Positional: `$n` is the n-th parameter the client sends, even when a rewrite left some
+    // number out of the plan (its value is then read as text and not used).
+    let mut by_number: HashMap<usize, Option<DataType>> = HashMap::new();
+    for (id, t) in types {
+        match id.trim_start_matches('$').parse::<usize>() {
+            Ok(n) if n >= 1 => {
+                by_number.insert(n, t);
+            }
+            _ => return Err(error("42P02", &format!("there is no parameter {id}"))),
         }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    let mut ordered: Vec<(u32, Option<DataType>)> = types
-        .into_iter()
-        .map(|(id, t)| (id.trim_start_matches('$').parse().unwrap_or(u32::MAX), t))
-        .collect();
-    ordered.sort_by_key(|(n, _)| *n);
-    Ok(ordered.into_iter().map(|(_, t)| t).collect())
+    }
+    let count = by_number.keys().copied().max().unwrap_or(0);
+    Ok((1..=count)
+        .map(|n| by_number.remove(&n).flatten())
+        .collect())
 }
 
 #[async_trait]
@@ -1110,72 +1157,4 @@ impl ExtendedQueryHandler for Service {
         )
         .await
     }
-}
-
-// ------------------------------------------------------------------------------ pg_catalog
-
-/// What `pg_catalog` describes: the raw layer's units and datasets the session sees (other
-/// layers are queried by their three-part names and not listed, so each table appears once).
-#[derive(Debug, Clone)]
-struct RawLayer(Arc<dyn CatalogProviderList>);
-
-#[async_trait]
-impl CatalogInfo for RawLayer {
-    async fn catalog_names(&self) -> Result<Vec<String>, DataFusionError> {
-        Ok(vec![reservoir_lake::Layer::Raw.as_str().to_string()])
-    }
-
-    async fn schema_names(&self, catalog: &str) -> Result<Option<Vec<String>>, DataFusionError> {
-        CatalogInfo::schema_names(&self.0, catalog).await
-    }
-
-    async fn table_names(
-        &self,
-        catalog: &str,
-        schema: &str,
-    ) -> Result<Option<Vec<String>>, DataFusionError> {
-        CatalogInfo::table_names(&self.0, catalog, schema).await
-    }
-
-    async fn table_schema(
-        &self,
-        catalog: &str,
-        schema: &str,
-        table: &str,
-    ) -> Result<Option<datafusion::arrow::datatypes::SchemaRef>, DataFusionError> {
-        CatalogInfo::table_schema(&self.0, catalog, schema, table).await
-    }
-
-    async fn table_type(
-        &self,
-        catalog: &str,
-        schema: &str,
-        table: &str,
-    ) -> Result<Option<datafusion::datasource::TableType>, DataFusionError> {
-        CatalogInfo::table_type(&self.0, catalog, schema, table).await
-    }
-}
-
-/// Installs PostgreSQL's system catalog and functions into a session: `pg_catalog` lists the
-/// raw layer's tables the session sees, nothing more.
-fn install_pg_catalog(ctx: &datafusion::prelude::SessionContext) -> Result<(), DataFusionError> {
-    let raw = reservoir_lake::Layer::Raw.as_str();
-    setup_pg_catalog(ctx, raw, EmptyContextProvider).map_err(|e| *e)?;
-    static STATIC_TABLES: OnceLock<Arc<PgCatalogStaticTables>> = OnceLock::new();
-    let tables = match STATIC_TABLES.get() {
-        Some(t) => t.clone(),
-        None => {
-            let t = Arc::new(PgCatalogStaticTables::try_new()?);
-            STATIC_TABLES.get_or_init(|| t).clone()
-        }
-    };
-    let provider = PgCatalogSchemaProvider::try_new(
-        RawLayer(ctx.state().catalog_list().clone()),
-        tables,
-        EmptyContextProvider,
-    )?;
-    if let Some(catalog) = ctx.catalog(raw) {
-        catalog.register_schema("pg_catalog", Arc::new(provider))?;
-    }
-    Ok(())
 }
