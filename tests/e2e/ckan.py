@@ -33,6 +33,10 @@ def main(base):
     assert found["results"][0]["name"] == "minzheng-villages", [r["name"] for r in found["results"]]
     orgs = {i["name"]: i for i in found["search_facets"]["organization"]["items"]}
     assert orgs["minzheng"]["display_name"] == "区民政局", orgs
+    by_freq = ckan.action.package_search(fq="update_frequency:daily", rows=100,
+                                         **{"facet.field": ["update_frequency"]})
+    assert {r["name"] for r in by_freq["results"]} == {"weijian-vaccinations"}, by_freq
+    assert by_freq["facets"]["update_frequency"] == {"daily": 1}, by_freq["facets"]
     by_org = ckan.action.package_search(fq="organization:minzheng", rows=100)
     assert {r["name"] for r in by_org["results"]} == {"minzheng-villages", "minzheng-streets"}, by_org
     paged = ckan.action.package_search(rows=1, start=1, sort="name asc")

@@ -92,7 +92,7 @@ async function pageSearch(main, params) {
   const filters = ['organization', 'groups', 'res_format', 'update_frequency'].filter((f) => params.get(f)).map((f) => `${f}:${params.get(f)}`);
   const start = Number(params.get('start') || 0);
   const rows = 10;
-  const res = await ckan('package_search', { q, fq: filters.join(' '), rows, start, 'facet.field': ['organization', 'groups', 'res_format'] });
+  const res = await ckan('package_search', { q, fq: filters.join(' '), rows, start, 'facet.field': ['organization', 'groups', 'res_format', 'update_frequency'] });
   const go = (changes) => {
     const p = new URLSearchParams(params);
     for (const [k, v] of Object.entries(changes)) { if (v) p.set(k, v); else p.delete(k); }
@@ -106,7 +106,8 @@ async function pageSearch(main, params) {
   for (const [field, f] of Object.entries(res.search_facets)) {
     const sel = el('select', { 'data-facet': field, onchange: (ev) => go({ [field]: ev.target.value }) },
       el('option', { value: '' }, `${t('facet.' + field)}: ${t('facet.all')}`),
-      f.items.map((i) => el('option', { value: i.name, selected: params.get(field) === i.name }, `${i.display_name} (${i.count})`)));
+      f.items.map((i) => el('option', { value: i.name, selected: params.get(field) === i.name },
+        `${field === 'update_frequency' ? t('freq.' + i.name) : i.display_name} (${i.count})`)));
     facets.append(sel);
   }
   main.append(facets, el('div', { class: 'muted', 'data-testid': 'portal-count' }, t('search.found', { n: fmt(res.count) })));

@@ -566,7 +566,7 @@ async fn package(
 }
 
 /// `fq` clauses CKAN clients send: `organization:x`, `tags:x`, `groups:x`, `res_format:CSV`,
-/// `open_tier:open`, joined by spaces or `AND`.
+/// `open_tier:open`, `update_frequency:monthly`, joined by spaces or `AND`.
 fn matches_fq(e: &OpenEntry, fq: &str) -> CkanResult<bool> {
     for clause in fq
         .split_whitespace()
@@ -575,7 +575,7 @@ fn matches_fq(e: &OpenEntry, fq: &str) -> CkanResult<bool> {
         let clause = clause.trim_start_matches('+');
         let Some((field, value)) = clause.split_once(':') else {
             return Err(CkanError::validation(format!(
-                "fq clause {clause:?}: expected field:value (organization, tags, groups, res_format, open_tier)"
+                "fq clause {clause:?}: expected field:value (organization, tags, groups, res_format, open_tier, update_frequency)"
             )));
         };
         let value = value.trim_matches('"');
@@ -588,10 +588,11 @@ fn matches_fq(e: &OpenEntry, fq: &str) -> CkanResult<bool> {
                     || e.open.is_none() && value.eq_ignore_ascii_case("HTML")
             }
             "open_tier" => e.raw.open_tier.as_str() == value,
+            "update_frequency" => e.raw.update_frequency.as_str() == value,
             "name" => e.package_name() == value,
             other => {
                 return Err(CkanError::validation(format!(
-                    "fq field {other:?} is not supported (organization, tags, groups, res_format, open_tier, name)"
+                    "fq field {other:?} is not supported (organization, tags, groups, res_format, open_tier, update_frequency, name)"
                 )));
             }
         };
