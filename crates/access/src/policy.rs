@@ -159,13 +159,15 @@ impl Access {
         let now = Utc::now();
         let stamp = format_ts(now);
         // Newest first: where several grants cover one dataset, the newest in force applies —
-        // and when it is withheld (hours, quota), no older one stands in for it.
+        // and when it is withheld (hours, quota), no older one stands in for it. A token scoped
+        // to a grant sees through that grant only while it is the one that applies: scoped to
+        // a grant a newer one has superseded, it sees nothing of the dataset.
         let mut decided = std::collections::BTreeSet::new();
         for grant in self.grants(Some(user), None).await? {
-            if principal.grant_scope.is_some_and(|g| g != grant.id) {
+            if !grant.active_at(&stamp) || !decided.insert(grant.dataset_id) {
                 continue;
             }
-            if !grant.active_at(&stamp) || !decided.insert(grant.dataset_id) {
+            if principal.grant_scope.is_some_and(|g| g != grant.id) {
                 continue;
             }
             let withhold = |reason: String| Withheld {

@@ -612,6 +612,48 @@ impl Access {
         })
     }
 
+    /// `principal` as its account and token stand now, for a connection that outlives one
+    /// request (the PostgreSQL protocol): the account's current role and unit; refused when the
+    /// account is gone, disabled or was reset (must set a new password), or the token it came
+    /// with is revoked or expired.
+    pub async fn principal_now(&self, principal: &Principal) -> Result<Principal> {
+        let Some(id) = principal.user.as_deref() else {
+            return Ok(principal.clone());
+        };
+        let refused = |why: &str| Error::Unauthorized(format!("{id}: {why}"));
+        let user = match self.user(id).await? {
+            Some(u) if !u.disabled => u,
+            Some(_) => return Err(refused("the account is disabled")),
+            None => return Err(refused("the account no longer exists")),
+        };
+        if user.must_change {
+            return Err(refused(
+                "the account's password was reset: log in to the console to set a new one",
+            ));
+        }
+        if let Some(token) = principal.token_id.as_deref() {
+            let row = sqlx::query("SELECT expires_at, revoked_at FROM api_tokens WHERE id = $1")
+                .bind(token)
+                .fetch_optional(self.pool())
+                .await?;
+            let Some(row) = row else {
+                return Err(refused("the API token no longer exists"));
+            };
+            if row.try_get::<Option<String>, _>("revoked_at")?.is_some() {
+                return Err(refused("the API token was revoked"));
+            }
+            let expires: String = row.try_get("expires_at")?;
+            if expires <= format_ts(Utc::now()) {
+                return Err(refused(&format!("the API token expired at {expires}")));
+            }
+        }
+        Ok(Principal {
+            grant_scope: principal.grant_scope,
+            token_id: principal.token_id.clone(),
+            ..Principal::of(&user)
+        })
+    }
+
     pub async fn tokens(&self, user_id: Option<&str>) -> Result<Vec<Token>> {
         let rows = sqlx::query(
             "SELECT id, user_id, name, grant_id, created_at, expires_at, revoked_at, last_used_at

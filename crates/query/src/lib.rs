@@ -16,6 +16,7 @@
 
 mod error;
 pub mod executor;
+pub mod guard;
 pub mod output;
 pub mod policy;
 pub mod snapshot;
@@ -32,7 +33,6 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use reservoir_access::mask::MaskKey;
 use reservoir_access::{TableAccess, Visibility};
 use reservoir_catalog::{Catalog, DatasetFilter};
@@ -67,19 +67,13 @@ impl QueryEngine {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(Layer::Raw.as_str(), "public");
-        let runtime = Arc::new(RuntimeEnv::default());
         // Pseudonyms are the principal's own (see `MaskKey::for_principal`).
         let key = match visibility.principal() {
             Some(name) => key.map(|k| Arc::new(k.for_principal(name))),
             None => key,
         };
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(runtime.clone())
-            .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(executor::YieldingJoins))
-            .build();
-        let ctx = SessionContext::new_with_state(state);
+        let runtime = executor::runtime_env();
+        let ctx = SessionContext::new_with_state(executor::session_state(config, runtime.clone()));
 
         // layer → unit → table name → how it is seen
         let mut layout: BTreeMap<Layer, BTreeMap<String, BTreeMap<String, Seen>>> = BTreeMap::new();
@@ -96,13 +90,15 @@ impl QueryEngine {
             };
             let full = access == TableAccess::Full;
             let budget = access.grant_id().map(|g| {
-                let left = visibility
-                    .grants()
-                    .values()
-                    .find(|x| x.id == g)
-                    .and_then(|x| x.rows_left())
-                    .map(|n| n.max(0) as u64);
-                let b = Arc::new(policy::RowBudget::new(g, left));
+                let grant = visibility.grants().values().find(|x| x.id == g);
+                let quota = grant.and_then(|x| x.row_quota).map(|q| q.max(0) as u64);
+                let served = grant.map_or(0, |x| x.rows_served.max(0) as u64);
+                let b = Arc::new(policy::RowBudget::new(
+                    lake.root().as_str(),
+                    g,
+                    quota,
+                    served,
+                ));
                 budgets.push(b.clone());
                 b
             });
@@ -153,7 +149,17 @@ impl QueryEngine {
     pub fn rows_read(&self) -> Vec<(i64, u64)> {
         self.budgets
             .iter()
-            .map(|b| (b.grant_id, b.used()))
+            .map(|b| (b.grant_id, b.read()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Rows read through each grant since the last call (for a session that runs many
+    /// statements and charges each one's reads).
+    pub fn take_rows_read(&self) -> Vec<(i64, u64)> {
+        self.budgets
+            .iter()
+            .map(|b| (b.grant_id, b.take_read()))
             .filter(|(_, n)| *n > 0)
             .collect()
     }
@@ -214,9 +220,10 @@ pub async fn validate_row_filter(lake: &Lake, unit: &str, name: &str, sql: &str)
     Ok(())
 }
 
-/// Refuses anything but queries before planning, with a message that names the statement.
+/// Refuses anything but queries before planning, with a message that names the statement,
+/// and statements too long or nested too deep to plan ([`guard`]).
 pub fn check_read_only(sql: &str) -> Result<()> {
-    let statements = match Parser::parse_sql(&GenericDialect {}, sql) {
+    let statements = match guard::parse(sql, &GenericDialect {})? {
         Ok(s) => s,
         // Let DataFusion report syntax errors in its own words.
         Err(_) => return Ok(()),

@@ -16,8 +16,10 @@
 //! the raw table are not passed on (so `min`/`max`/`count` are never answered from file
 //! metadata), and `EXPLAIN` shows the node, not the raw scan, its columns or the filter.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -44,43 +46,85 @@ use futures::StreamExt;
 use reservoir_access::mask::{MaskKey, REDACTED};
 use reservoir_access::{GrantColumn, Mask};
 
-/// Rows a grant's scans have read in one session, against what its quota has left. An aggregate
-/// counts every row it reads, not the one it returns: a quota is rows read from the table.
+/// Rows read under one grant by every session of the process, against the grant's quota.
+/// Shared, so that parallel connections draw on one count instead of each on the quota that
+/// was left when it began.
+#[derive(Debug)]
+struct GrantMeter {
+    quota: AtomicU64,
+    used: AtomicU64,
+}
+
+/// The meter of grant `grant_id` of the home whose lake is `lake`, brought up to what the
+/// catalog has charged (`served`: rows other processes, or this one earlier, have charged).
+fn meter(lake: &str, grant_id: i64, quota: u64, served: u64) -> Arc<GrantMeter> {
+    /// By (lake root, grant): one process may serve several homes (tests do).
+    type Meters = HashMap<(String, i64), Arc<GrantMeter>>;
+    static METERS: OnceLock<Mutex<Meters>> = OnceLock::new();
+    let mut meters = METERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let m = meters
+        .entry((lake.to_string(), grant_id))
+        .or_insert_with(|| {
+            Arc::new(GrantMeter {
+                quota: AtomicU64::new(quota),
+                used: AtomicU64::new(served),
+            })
+        })
+        .clone();
+    m.quota.store(quota, Ordering::Relaxed);
+    m.used.fetch_max(served, Ordering::Relaxed);
+    m
+}
+
+/// Rows a grant's scans read in one session, and the grant's quota. An aggregate counts every
+/// row it reads, not the one it returns: a quota is rows read from the table.
 #[derive(Debug)]
 pub struct RowBudget {
     pub grant_id: i64,
-    /// Rows the quota has left (`None`: no quota).
-    pub limit: Option<u64>,
-    used: std::sync::atomic::AtomicU64,
+    meter: Option<Arc<GrantMeter>>,
+    read: AtomicU64,
 }
 
 impl RowBudget {
-    pub fn new(grant_id: i64, limit: Option<u64>) -> Self {
+    /// The budget of grant `grant_id` of the home whose lake is at `lake`, with `quota` rows
+    /// (`None`: no quota) of which `served` are charged already.
+    pub fn new(lake: &str, grant_id: i64, quota: Option<u64>, served: u64) -> Self {
         Self {
             grant_id,
-            limit,
-            used: std::sync::atomic::AtomicU64::new(0),
+            meter: quota.map(|q| meter(lake, grant_id, q, served)),
+            read: AtomicU64::new(0),
         }
     }
 
-    /// Rows read so far.
-    pub fn used(&self) -> u64 {
-        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    /// Rows read in this session since the last [`RowBudget::take_read`].
+    pub fn read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
     }
 
+    /// Rows read in this session since the last call, and starts counting again.
+    pub fn take_read(&self) -> u64 {
+        self.read.swap(0, Ordering::Relaxed)
+    }
+
+    /// Counts `rows` read, or refuses them (uncounted) when they would pass the quota.
     fn take(&self, rows: u64) -> Result<()> {
-        let used = self
-            .used
-            .fetch_add(rows, std::sync::atomic::Ordering::Relaxed)
-            + rows;
-        match self.limit {
-            Some(limit) if used > limit => Err(DataFusionError::ResourcesExhausted(format!(
-                "grant {} allows {limit} more rows to be read and this query reads more \
+        if let Some(meter) = &self.meter {
+            let used = meter.used.fetch_add(rows, Ordering::Relaxed) + rows;
+            let quota = meter.quota.load(Ordering::Relaxed);
+            if used > quota {
+                meter.used.fetch_sub(rows, Ordering::Relaxed);
+                return Err(DataFusionError::ResourcesExhausted(format!(
+                    "grant {} allows {quota} rows to be read and this query reads past them \
                  (aggregates count every row they read); narrow it or ask for a larger quota",
-                self.grant_id
-            ))),
-            _ => Ok(()),
+                    self.grant_id
+                )));
+            }
         }
+        self.read.fetch_add(rows, Ordering::Relaxed);
+        Ok(())
     }
 }
 

@@ -527,3 +527,94 @@ async fn a_row_filter_that_no_longer_fits_hides_the_table() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_tables_join_with_themselves_many_times() {
+    // Joins execute their inputs' partitions again (a nested loop join re-reads its probe
+    // side); a granted table's scan must run as often as it is asked to.
+    let s = setup().await;
+    // A table of some size, so that the planner spreads its scan over partitions.
+    let n = 3000;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("code", DataType::Utf8, true),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    let big = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("{i:06}")),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("村{}", i % 97)),
+            )),
+        ],
+    )
+    .unwrap();
+    let villages = s.home.table("minzheng", "villages", big).await;
+    s.access
+        .create_grant(
+            &Principal::local_operator(),
+            &NewGrant {
+                user_id: "analyst".into(),
+                dataset_id: villages.id,
+                columns: vec![
+                    GrantColumn {
+                        name: "code".into(),
+                        mask: Mask::None,
+                    },
+                    GrantColumn {
+                        name: "name".into(),
+                        mask: Mask::Keep { first: 1, last: 0 },
+                    },
+                ],
+                row_filter: None,
+                purpose: "测试".into(),
+                request_id: None,
+                starts_at: None,
+                expires_at: reservoir_catalog::format_ts(
+                    chrono::Utc::now() + chrono::Duration::days(1),
+                ),
+                hours: None,
+                rate_per_minute: None,
+                row_quota: None,
+            },
+        )
+        .await
+        .unwrap();
+    let engine = s.engine(&s.consumer).await;
+    for (sql, expected) in [
+        (
+            "SELECT count(*) FROM minzheng.villages a, minzheng.villages b WHERE a.code < b.code",
+            n * (n - 1) / 2,
+        ),
+        (
+            "SELECT count(*) FROM minzheng.villages a, minzheng.villages b, minzheng.villages c \
+             WHERE a.code = '000001' AND b.code < '000010' AND c.name || b.code <> a.name",
+            10 * n,
+        ),
+        (
+            "SELECT count(*) FROM minzheng.villages a, minzheng.villages b, minzheng.villages c, \
+             minzheng.villages d WHERE a.code < '000003' AND b.code < '000003' \
+             AND c.code < '000010' AND a.code || b.code <> c.code || d.code",
+            // every combination but the 9 where c = a and d = b
+            3 * 3 * 10 * n - 9,
+        ),
+    ] {
+        let batches = executor_collect(&engine, sql).await;
+        let count = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0);
+        assert_eq!(count, expected as i64, "{sql}");
+    }
+}
+
+async fn executor_collect(engine: &QueryEngine, sql: &str) -> Vec<RecordBatch> {
+    let df = engine.sql(sql).await.unwrap();
+    reservoir_query::executor::collect(df)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}

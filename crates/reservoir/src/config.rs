@@ -31,6 +31,8 @@ pub struct OpenSection {
     /// The administrative division the platform's data covers: GB/T 2260 code and name.
     pub region_code: String,
     pub region_name: String,
+    /// Memory the public's queries over open data hold together, in MiB.
+    pub query_memory_mb: usize,
 }
 
 impl Default for OpenSection {
@@ -39,6 +41,7 @@ impl Default for OpenSection {
             license: reservoir_catalog::dcat::DEFAULT_LICENSE.into(),
             region_code: String::new(),
             region_name: String::new(),
+            query_memory_mb: 256,
         }
     }
 }
@@ -120,6 +123,8 @@ pub struct ServerSection {
     pub query_row_limit: usize,
     /// Longest a SQL query may run through the API, in seconds.
     pub query_timeout_secs: u64,
+    /// Memory all queries of the process hold together, in MiB.
+    pub query_memory_mb: usize,
     /// Mark login cookies Secure (HTTPS only; browsers make an exception for localhost).
     pub secure_cookies: bool,
 }
@@ -131,6 +136,7 @@ impl Default for ServerSection {
             max_upload_mb: 512,
             query_row_limit: 10_000,
             query_timeout_secs: 60,
+            query_memory_mb: 4096,
             secure_cookies: true,
         }
     }
@@ -194,6 +200,10 @@ max_upload_mb = 512
 # Most rows and longest time (seconds) of a SQL query through the API.
 query_row_limit = 10000
 query_timeout_secs = 60
+# Memory all queries hold together, in MiB (the CLI's too). Sorts, aggregates and joins spill
+# to the system's temporary folder past their share; a query that still needs more fails with
+# "Resources exhausted" instead of taking the machine's memory.
+query_memory_mb = 4096
 # Login cookies are Secure: sent over HTTPS only (and to http://localhost). Set false only for
 # plain HTTP on a trusted network.
 secure_cookies = true
@@ -204,6 +214,8 @@ license = "https://creativecommons.org/licenses/by/4.0/"
 # The administrative division the data covers (GB/T 2260), e.g. region_code = "440604".
 region_code = ""
 region_name = ""
+# Memory the public's queries (CKAN datastore API, downloads) hold together, in MiB.
+query_memory_mb = 256
 
 [postgres]
 # reservoir serve also speaks the PostgreSQL wire protocol: psql, DBeaver, Metabase and
@@ -307,6 +319,7 @@ impl Config {
             open_license: self.open.license.clone(),
             open_region: (!self.open.region_code.is_empty())
                 .then(|| (self.open.region_code.clone(), self.open.region_name.clone())),
+            open_query_memory: self.open.query_memory_mb << 20,
         })
     }
 

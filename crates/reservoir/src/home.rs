@@ -63,6 +63,7 @@ impl Home {
             .canonicalize()
             .with_context(|| format!("opening home {}", root.display()))?;
         let config = Config::load(&root)?;
+        reservoir_query::executor::set_memory_limit(config.server.query_memory_mb << 20);
         let lake = Lake::local(config.lake_path(&root)).with_context(|| {
             format!("opening the lake at {}", config.lake_path(&root).display())
         })?;

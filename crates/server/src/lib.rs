@@ -73,6 +73,9 @@ pub struct ServerConfig {
     pub open_license: String,
     /// The administrative division the data covers: GB/T 2260 code and name.
     pub open_region: Option<(String, String)>,
+    /// Memory the public's queries over open data (CKAN's datastore API, downloads) hold
+    /// together, apart from everyone else's.
+    pub open_query_memory: usize,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +94,7 @@ impl Default for ServerConfig {
             secure_cookies: true,
             open_license: reservoir_catalog::dcat::DEFAULT_LICENSE.into(),
             open_region: None,
+            open_query_memory: 256 << 20,
         }
     }
 }
@@ -110,11 +114,14 @@ struct Inner {
     login_limiter: auth::RateLimiter,
     grant_limiter: auth::RateLimiter,
     open_limiter: auth::RateLimiter,
+    /// The memory pool of the public's queries over open data.
+    open_env: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 }
 
 impl AppState {
     pub fn new(lake: Lake, catalog: Catalog, config: ServerConfig) -> Self {
         let collector = Collector::new(lake.clone(), catalog.clone());
+        let open_env = reservoir_query::executor::memory_limited(config.open_query_memory);
         Self(Arc::new(Inner {
             access: Access::new(catalog.clone()),
             mask_key: None,
@@ -126,6 +133,7 @@ impl AppState {
             login_limiter: auth::RateLimiter::default(),
             grant_limiter: auth::RateLimiter::default(),
             open_limiter: auth::RateLimiter::default(),
+            open_env,
         }))
     }
 
@@ -171,8 +179,19 @@ impl AppState {
         &self.0.open_limiter
     }
 
+    /// A session for the public's queries over open snapshots, on their own memory pool.
+    pub(crate) fn open_context(&self) -> datafusion::prelude::SessionContext {
+        datafusion::prelude::SessionContext::new_with_state(
+            reservoir_query::executor::session_state(
+                datafusion::prelude::SessionConfig::new(),
+                self.0.open_env.clone(),
+            ),
+        )
+    }
+
     /// Appends to the audit log; a failure is logged loudly (the request itself went through).
-    pub(crate) async fn audit(&self, event: reservoir_access::AuditEvent) {
+    pub(crate) async fn audit(&self, mut event: reservoir_access::AuditEvent) {
+        event.detail = redact_error_values(&event.detail);
         if let Err(e) = self.0.access.audit(event).await {
             tracing::error!("could not write an audit entry: {e}");
         }
@@ -399,3 +418,66 @@ impl<S: Send + Sync> FromRequest<S> for ApiMultipart {
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(crate) struct ApiPath<T>(pub T);
+
+/// An audited error keeps its words but not the data it quotes: a failed cast or parse names
+/// the offending value (`Cannot cast string '186 25 STREET' …`), which is the data of a table
+/// the auditor may not read. Quoted text that the statement itself contains (a table name, a
+/// literal the caller typed) stays; other quoted text becomes `'…'`. `detail` is the event's
+/// JSON; only its `error` is touched.
+fn redact_error_values(detail: &str) -> String {
+    if !detail.contains("\"error\"") {
+        return detail.to_string();
+    }
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str::<serde_json::Value>(detail)
+    else {
+        return detail.to_string();
+    };
+    let Some(serde_json::Value::String(error)) = map.get("error") else {
+        return detail.to_string();
+    };
+    let sql = map.get("sql").and_then(|v| v.as_str()).unwrap_or_default();
+    let mut out = String::with_capacity(error.len());
+    let mut rest = error.as_str();
+    while let Some(open) = rest.find('\'') {
+        out.push_str(&rest[..=open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('\'') else {
+            rest = after;
+            break;
+        };
+        let quoted = &after[..close];
+        if quoted.is_empty() || sql.contains(quoted) {
+            out.push_str(quoted);
+        } else {
+            out.push('…');
+        }
+        out.push('\'');
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    map.insert("error".into(), serde_json::Value::String(out));
+    serde_json::Value::Object(map).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_error_values;
+
+    #[test]
+    fn audited_errors_keep_no_quoted_data() {
+        let detail = serde_json::json!({
+            "sql": "SELECT cast(\"Incident Address\" AS int) FROM chengyun.hotline_cases WHERE x = 'mine'",
+            "error": "Arrow error: Cast error: Cannot cast string '186 25 STREET' to value of Int32 type; near 'mine' in table 'chengyun.hotline_cases'",
+        })
+        .to_string();
+        let out: serde_json::Value = serde_json::from_str(&redact_error_values(&detail)).unwrap();
+        assert_eq!(
+            out["error"],
+            "Arrow error: Cast error: Cannot cast string '…' to value of Int32 type; near 'mine' in table 'chengyun.hotline_cases'"
+        );
+        assert!(out["sql"].as_str().unwrap().contains("'mine'"));
+        // Without an error, the detail is kept as it is.
+        let plain = r#"{"sql":"SELECT '186 25 STREET'"}"#;
+        assert_eq!(redact_error_values(plain), plain);
+    }
+}

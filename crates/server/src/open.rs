@@ -217,7 +217,7 @@ pub(crate) async fn open_table(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("{t} has no snapshot yet")))?;
-    let ctx = SessionContext::new();
+    let ctx = state.open_context();
     delta
         .update_datafusion_session(&ctx.state())
         .map_err(ApiError::internal)?;
@@ -1150,7 +1150,9 @@ async fn datastore_search(state: &AppState, p: &BTreeMap<String, Value>) -> Ckan
         .limit(offset, Some(limit))
         .map_err(reservoir_query::Error::from)?;
     let out_schema: SchemaRef = Arc::new(page.schema().as_arrow().clone());
-    let batches = page.collect().await.map_err(reservoir_query::Error::from)?;
+    let batches = reservoir_query::executor::collect(page)
+        .await
+        .map_err(reservoir_query::Error::from)?;
     let mut result = json!({
         "resource_id": id,
         "fields": field_list(&out_schema),
@@ -1183,7 +1185,7 @@ async fn datastore_search_sql(state: &AppState, p: &BTreeMap<String, Value>) -> 
     let sql = text_param(p, "sql").ok_or_else(|| CkanError::validation("sql: Missing value"))?;
     reservoir_query::check_read_only(&sql)?;
     // A session with the open snapshots only, each under its resource id; no information_schema.
-    let ctx = SessionContext::new();
+    let ctx = state.open_context();
     for e in open_entries(state).await? {
         if e.open.is_none() {
             continue;
@@ -1218,7 +1220,8 @@ async fn datastore_search_sql(state: &AppState, p: &BTreeMap<String, Value>) -> 
         .map_err(reservoir_query::Error::from)?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let timeout = state.config().query_timeout;
-    let batches = match tokio::time::timeout(timeout, df.collect()).await {
+    let batches = match tokio::time::timeout(timeout, reservoir_query::executor::collect(df)).await
+    {
         Ok(r) => r.map_err(reservoir_query::Error::from)?,
         Err(_) => {
             return Err(CkanError::validation(format!(
@@ -1292,10 +1295,7 @@ async fn download_file(state: &AppState, caller: &Caller, file: &str) -> ApiResu
     };
     match ext {
         "csv" => {
-            let stream = df
-                .execute_stream()
-                .await
-                .map_err(reservoir_query::Error::from)?;
+            let stream = reservoir_query::executor::execute(df);
             let mut first = true;
             let body = stream.map(move |batch| -> Result<Bytes, std::io::Error> {
                 let batch = batch.map_err(std::io::Error::other)?;
@@ -1322,7 +1322,9 @@ async fn download_file(state: &AppState, caller: &Caller, file: &str) -> ApiResu
                 .into_response())
         }
         "json" => {
-            let batches = df.collect().await.map_err(reservoir_query::Error::from)?;
+            let batches = reservoir_query::executor::collect(df)
+                .await
+                .map_err(reservoir_query::Error::from)?;
             let mut out = Vec::new();
             {
                 let mut w = arrow::json::ArrayWriter::new(&mut out);
@@ -1345,7 +1347,9 @@ async fn download_file(state: &AppState, caller: &Caller, file: &str) -> ApiResu
         }
         "parquet" => {
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await.map_err(reservoir_query::Error::from)?;
+            let batches = reservoir_query::executor::collect(df)
+                .await
+                .map_err(reservoir_query::Error::from)?;
             let mut out = Vec::new();
             let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None)
                 .map_err(ApiError::internal)?;
@@ -1367,7 +1371,9 @@ async fn download_file(state: &AppState, caller: &Caller, file: &str) -> ApiResu
         }
         "xlsx" => {
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await.map_err(reservoir_query::Error::from)?;
+            let batches = reservoir_query::executor::collect(df)
+                .await
+                .map_err(reservoir_query::Error::from)?;
             let result = crate::api::query_result(&batches, Some(schema))?;
             let mut book = rust_xlsxwriter::Workbook::new();
             let sheet = book.add_worksheet();

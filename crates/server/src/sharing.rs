@@ -672,7 +672,7 @@ fn change_file(version: i64) -> String {
 /// inserted.
 async fn changes_of(state: &AppState, s: &Shared, version: i64) -> SharingResult<Vec<Change>> {
     use datafusion::dataframe::DataFrameWriteOptions;
-    use datafusion::prelude::{ParquetReadOptions, SessionContext, lit};
+    use datafusion::prelude::{ParquetReadOptions, lit};
     let lake = state.lake();
     let files = |v: i64| async move {
         lake.commit_files(&s.table, v)
@@ -684,7 +684,7 @@ async fn changes_of(state: &AppState, s: &Shared, version: i64) -> SharingResult
             .ok_or_else(|| SharingError::bad("the change data feed needs the lake on a local disk"))
     };
     let internal = |e: datafusion::error::DataFusionError| crate::ApiError::internal(e);
-    let ctx = SessionContext::new();
+    let ctx = reservoir_query::executor::session_context();
     let read = |paths: Vec<String>| {
         let ctx = ctx.clone();
         async move {
@@ -985,8 +985,18 @@ pub(crate) async fn file(
     let Ok(Some(g)) = state.access().grant(grant).await else {
         return refuse(StatusCode::NOT_FOUND, "no such shared file");
     };
-    if g.revoked_at.is_some() {
-        return refuse(StatusCode::FORBIDDEN, "the grant of this file was revoked");
+    // The URL lives 15 minutes; the grant and its holder must still be in good standing.
+    if !g.active_at(&reservoir_catalog::format_ts(Utc::now())) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "the grant of this file is revoked, expired or not yet in force",
+        );
+    }
+    if !matches!(state.access().user(&g.user_id).await, Ok(Some(u)) if !u.disabled) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "the account holding the grant of this file is disabled",
+        );
     }
     let Ok(Some(d)) = state.catalog().dataset_by_id(g.dataset_id).await else {
         return refuse(StatusCode::NOT_FOUND, "no such shared file");
@@ -1032,12 +1042,36 @@ pub(crate) async fn profile(
     headers: axum::http::HeaderMap,
 ) -> crate::ApiResult<Response> {
     caller.require_login()?;
+    if caller.principal.grant_scope.is_some() {
+        return Err(crate::auth::forbidden(
+            "a token scoped to a grant cannot issue tokens or sharing profiles",
+        ));
+    }
     let grant = state
         .access()
         .grant(id)
         .await?
         .filter(|g| g.user_id == caller.name())
         .ok_or_else(|| crate::ApiError::not_found(format!("you hold no grant {id}")))?;
+    // Only the grant that applies: where several cover one dataset, the newest in force.
+    let now = reservoir_catalog::format_ts(chrono::Utc::now());
+    if let Some(newest) = state
+        .access()
+        .grants(Some(caller.name()), Some(grant.dataset_id))
+        .await?
+        .into_iter()
+        .find(|g| g.active_at(&now))
+        && newest.id != grant.id
+    {
+        return Err(crate::ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "grant {id} is superseded by grant {} on the same dataset: ask for a profile of grant {}",
+                newest.id, newest.id
+            ),
+        ));
+    }
     let issued = state
         .access()
         .create_token(

@@ -1095,7 +1095,7 @@ async fn grants_outside_their_hours_or_over_their_quota_are_withheld_and_alerted
             body["message"]
                 .as_str()
                 .unwrap()
-                .contains("allows 5 more rows"),
+                .contains("allows 5 rows to be read"),
             "{body}"
         );
     }
@@ -1322,4 +1322,121 @@ async fn people_without_an_account_apply_for_conditional_data() {
         .unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].actor, "liming");
+}
+
+#[tokio::test]
+async fn superseded_grants_share_nothing_and_scoped_tokens_issue_no_profiles() {
+    let w = world().await;
+    let consumer = w.tokens[2].1.clone().unwrap();
+    let scoped = w.tokens[5].1.clone().unwrap();
+    let access = w.state.access().clone();
+    let old = access.grants(Some("analyst"), None).await.unwrap()[0].clone();
+    let profile = |id: i64| format!("/api/v1/grants/{id}/sharing-profile");
+
+    // A token scoped to a grant issues no profile (its token would outlive the scope).
+    let (status, body) = call(&w, "POST", &profile(old.id), Some(&scoped), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = call(&w, "POST", &profile(old.id), Some(&consumer), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A newer, narrower grant on the same dataset supersedes the old one: no profile of the
+    // old grant, and the token scoped to it sees nothing of the dataset.
+    let newer = access
+        .create_grant(
+            &Principal::local_operator(),
+            &NewGrant {
+                user_id: "analyst".into(),
+                dataset_id: old.dataset_id,
+                columns: vec![GrantColumn {
+                    name: old.columns[0].name.clone(),
+                    mask: Mask::Redact,
+                }],
+                row_filter: None,
+                purpose: "收窄".into(),
+                request_id: None,
+                starts_at: None,
+                expires_at: old.expires_at.clone(),
+                hours: None,
+                rate_per_minute: None,
+                row_quota: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (status, body) = call(&w, "POST", &profile(old.id), Some(&consumer), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body.to_string()
+            .contains(&format!("superseded by grant {}", newer.id)),
+        "{body}"
+    );
+    let sql = |t: &str| {
+        let w = &w;
+        let t = t.to_string();
+        async move {
+            call(
+                w,
+                "POST",
+                "/api/v1/sql",
+                Some(&t),
+                json_body(serde_json::json!({"sql": "SELECT * FROM minzheng.villages LIMIT 3"})),
+            )
+            .await
+        }
+    };
+    let (status, body) = sql(&scoped).await;
+    assert!(status.is_client_error(), "{status} {body}");
+    assert!(body.to_string().contains("not found"), "{body}");
+    // Unscoped, the consumer reads through the newest grant: one column, redacted.
+    let (status, body) = sql(&consumer).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let columns = body["columns"].as_array().unwrap();
+    assert_eq!(columns.len(), 1, "{body}");
+    assert!(
+        body["rows"].as_array().unwrap().iter().all(|r| r[0]
+            .as_str()
+            .unwrap()
+            .chars()
+            .all(|c| c == '*')),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_query_is_audited_against_its_table_without_the_values_it_quoted() {
+    let w = world().await;
+    let steward = w.tokens[1].1.clone().unwrap();
+    let (status, body) = call(
+        &w,
+        "POST",
+        "/api/v1/sql",
+        Some(&steward),
+        json_body(serde_json::json!({"sql": "SELECT CAST(name AS INT) FROM minzheng.villages"})),
+    )
+    .await;
+    assert!(!status.is_success(), "{body}");
+    // The steward is told which value failed; the audit log, which auditors read, is not.
+    let village = body.to_string();
+    let quoted = village
+        .split('\'')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no value quoted in {village}"))
+        .to_string();
+    let entries = w
+        .state
+        .access()
+        .audit_entries(&reservoir_access::AuditFilter {
+            actor: Some("mz".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let failed = entries
+        .iter()
+        .find(|e| e.detail.contains("CAST(name AS INT)"))
+        .expect("the failed query is audited");
+    assert_eq!(failed.target, "minzheng.villages", "{failed:?}");
+    assert!(failed.columns.contains("name"), "{failed:?}");
+    assert!(!failed.detail.contains(&quoted), "{failed:?}");
+    assert!(failed.detail.contains("'…'"), "{failed:?}");
 }

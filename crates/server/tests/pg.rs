@@ -545,3 +545,211 @@ async fn with_a_certificate_logins_go_over_tls_only() {
     let e = failed(connect(&w, "op", "op-Password-1").await, "plaintext");
     assert!(msg(&e).contains("sslmode=require"), "{e:?}");
 }
+
+/// A consumer of `dataset` (raw.minzheng.*) with a grant on all its columns.
+async fn consumer(w: &World, id: &str, dataset: &str, quota: Option<i64>) {
+    let access = w.state.access();
+    access
+        .create_user(&NewUser {
+            id: id.into(),
+            display_name: id.into(),
+            role: Role::Consumer,
+            unit_id: Some("tongji".into()),
+            password: format!("{id}-Password-1"),
+            must_change: false,
+        })
+        .await
+        .unwrap();
+    let d = w
+        .state
+        .catalog()
+        .dataset("raw", "minzheng", dataset)
+        .await
+        .unwrap()
+        .unwrap();
+    access
+        .create_grant(
+            &Principal::local_operator(),
+            &NewGrant {
+                user_id: id.into(),
+                dataset_id: d.id,
+                columns: ["code", "name"]
+                    .into_iter()
+                    .map(|c| GrantColumn {
+                        name: c.into(),
+                        mask: Mask::None,
+                    })
+                    .collect(),
+                row_filter: None,
+                purpose: "测试".into(),
+                request_id: None,
+                starts_at: None,
+                expires_at: reservoir_catalog::format_ts(
+                    chrono::Utc::now() + chrono::Duration::days(1),
+                ),
+                hours: None,
+                rate_per_minute: None,
+                row_quota: quota,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// Rows charged to `user`'s grants, once the charges of finished statements are written.
+async fn served(w: &World, user: &str, expected: i64) -> i64 {
+    let mut n = 0;
+    for _ in 0..50 {
+        n = w
+            .state
+            .access()
+            .grants(Some(user), None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|g| g.rows_served)
+            .sum();
+        if n == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_follow_the_account_and_share_the_quota() {
+    let w = world().await;
+    let access = w.state.access().clone();
+
+    // Disabled while connected: the next statement is refused and the connection ends.
+    consumer(&w, "c1", "streets", None).await;
+    let c1 = connect(&w, "c1", "c1-Password-1").await.unwrap();
+    c1.query("SELECT code FROM minzheng.streets", &[])
+        .await
+        .unwrap();
+    access.set_disabled("c1", true).await.unwrap();
+    let e = failed(
+        c1.query("SELECT code FROM minzheng.streets", &[]).await,
+        "disabled",
+    );
+    assert!(msg(&e).contains("disabled"), "{e:?}");
+    assert!(c1.is_closed() || c1.simple_query("SELECT 1").await.is_err());
+
+    // A revoked token: the same.
+    let token = access.create_token("analyst", "bi", None, 1).await.unwrap();
+    let by_token = connect(&w, "analyst", &token.secret).await.unwrap();
+    by_token
+        .query("SELECT code FROM minzheng.villages", &[])
+        .await
+        .unwrap();
+    access.revoke_token(&token.token.id).await.unwrap();
+    let e = failed(
+        by_token
+            .query("SELECT code FROM minzheng.villages", &[])
+            .await,
+        "revoked token",
+    );
+    assert!(msg(&e).contains("revoked"), "{e:?}");
+
+    // A steward demoted while connected sees what the new role sees.
+    access
+        .create_user(&NewUser {
+            id: "st".into(),
+            display_name: "st".into(),
+            role: Role::Steward,
+            unit_id: Some("minzheng".into()),
+            password: "st-Password-1".into(),
+            must_change: false,
+        })
+        .await
+        .unwrap();
+    let st = connect(&w, "st", "st-Password-1").await.unwrap();
+    assert_eq!(
+        st.query("SELECT name FROM minzheng.streets", &[])
+            .await
+            .unwrap()
+            .len(),
+        20
+    );
+    access
+        .set_role("st", Role::Consumer, Some("tongji"))
+        .await
+        .unwrap();
+    let e = failed(
+        st.query("SELECT name FROM minzheng.streets", &[]).await,
+        "demoted",
+    );
+    assert_eq!(code(&e), Some(&SqlState::UNDEFINED_TABLE), "{e:?}");
+
+    // Each statement charges its own reads, not the connection's so far: two reads of the
+    // analyst's 24 villages (its row filter) charge 48.
+    let analyst = connect(&w, "analyst", "analyst-Password-1").await.unwrap();
+    let mut read = 0;
+    for _ in 0..2 {
+        read += analyst
+            .query("SELECT code FROM minzheng.villages", &[])
+            .await
+            .unwrap()
+            .len() as i64;
+    }
+    assert!(read > 0);
+    assert_eq!(served(&w, "analyst", read).await, read);
+
+    // A quota of one read of the 20 streets, drawn on by six connections at once: one reads,
+    // the others are refused, and 20 rows are charged.
+    consumer(&w, "quota", "streets", Some(20)).await;
+    let mut conns = Vec::new();
+    for _ in 0..6 {
+        conns.push(connect(&w, "quota", "quota-Password-1").await.unwrap());
+    }
+    let results = futures::future::join_all(
+        conns
+            .iter()
+            .map(|c| c.query("SELECT code, name FROM minzheng.streets", &[])),
+    )
+    .await;
+    let ok: Vec<usize> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(Vec::len))
+        .collect();
+    assert_eq!(ok, [20], "{results:?}");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(msg(r).contains("quota"), "{r:?}");
+    }
+    assert_eq!(served(&w, "quota", 20).await, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_nested_too_deep_are_refused_and_the_server_goes_on() {
+    let w = world().await;
+    let op = connect(&w, "op", "op-Password-1").await.unwrap();
+    for sql in [
+        format!("SELECT {}", vec!["1"; 20_000].join("+")),
+        vec!["SELECT 1"; 5_000].join(" UNION ALL "),
+    ] {
+        let e = failed(op.simple_query(&sql).await, "too deep");
+        assert_eq!(code(&e), Some(&SqlState::STATEMENT_TOO_COMPLEX), "{e:?}");
+        assert!(msg(&e).contains("levels deep"), "{e:?}");
+        // Prepared (extended protocol) too.
+        let e = failed(op.prepare(&sql).await, "too deep, prepared");
+        assert_eq!(code(&e), Some(&SqlState::STATEMENT_TOO_COMPLEX), "{e:?}");
+    }
+    // Up to the limit plans and runs.
+    let sum: i64 = op
+        .query_one(
+            &format!("SELECT CAST({} AS BIGINT)", vec!["1"; 400].join("+")),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sum, 400);
+    assert_eq!(
+        op.query("SELECT code FROM minzheng.streets", &[])
+            .await
+            .unwrap()
+            .len(),
+        20
+    );
+}

@@ -161,6 +161,9 @@ pub(crate) async fn run_query(
     let mut limit = limit.unwrap_or(max).min(max);
     let mut event = caller.event(action, "");
     event.detail = serde_json::json!({"sql": sql}).to_string();
+    // What the plan reads, once known: a query that fails as it runs is still audited
+    // against the datasets it named.
+    let mut planned: Option<(String, String, Option<i64>)> = None;
     let result = async {
         let (engine, visibility) = state.engine_for(caller).await?;
         for w in visibility.withheld() {
@@ -168,6 +171,11 @@ pub(crate) async fn run_query(
         }
         let df = engine.sql(sql).await?;
         let touched = touched_tables(state, df.logical_plan(), &visibility).await?;
+        planned = Some((
+            touched.names(),
+            touched.columns(),
+            touched.tables.iter().find_map(|(_, _, g)| *g),
+        ));
         if let Some(left) = admit(state, &touched, &visibility)? {
             limit = limit.min(left);
         }
@@ -227,6 +235,11 @@ pub(crate) async fn run_query(
                 reservoir_access::Outcome::Error
             });
             event.detail = serde_json::json!({"sql": sql, "error": e.message}).to_string();
+            if let Some((target, columns, grant)) = planned {
+                event.target = target;
+                event.columns = columns;
+                event.grant_id = grant;
+            }
             state.audit(event).await;
             return Err(e);
         }

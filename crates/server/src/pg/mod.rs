@@ -560,9 +560,21 @@ fn check_read_only(statement: &Statement) -> PgWireResult<()> {
 /// The connection's session, rebuilt when what its principal may see has changed (a grant
 /// approved, revoked, expired, its quota drawn down).
 async fn session(state: &AppState, conn: &Connection) -> PgWireResult<Arc<Session>> {
+    // The account as it stands now: disabled, reset, demoted or its token revoked since the
+    // login, the connection reads no more (or only what the new role sees).
+    let principal = state
+        .access()
+        .principal_now(&conn.caller.principal)
+        .await
+        .map_err(|e| match e {
+            reservoir_access::Error::Unauthorized(m) => {
+                PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), "28000".into(), m)))
+            }
+            other => api_error(other.into()),
+        })?;
     let visibility = state
         .access()
-        .visibility(&conn.caller.principal)
+        .visibility(&principal)
         .await
         .map_err(|e| api_error(e.into()))?;
     let fingerprint = format!("{visibility:?}");
@@ -803,7 +815,8 @@ impl Drop for Run {
             return;
         };
         let state = self.state.clone();
-        let rows_read = self.session.engine.rows_read();
+        // This statement's reads only: the session runs many.
+        let rows_read = self.session.engine.take_rows_read();
         let tables: Vec<i64> = self.touched.tables.iter().map(|(d, _, _)| *d).collect();
         let who = self.caller.name().to_string();
         let (rows, bytes) = (self.rows as i64, self.bytes as i64);
@@ -934,10 +947,7 @@ impl SimpleQueryHandler for Service {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let statements = self
-            .parser
-            .parse(query)
-            .map_err(|e| error("42601", &e.to_string()))?;
+        let statements = self.parser.parse(query)?;
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
@@ -965,13 +975,18 @@ struct Parser {
 }
 
 impl Parser {
-    /// Parses with the compatibility rewrites, then [`ClientRewrites`].
-    fn parse(
-        &self,
-        sql: &str,
-    ) -> Result<Vec<Statement>, datafusion::sql::sqlparser::parser::ParserError> {
+    /// Parses with the compatibility rewrites, then [`ClientRewrites`]. Statements too long or
+    /// nested too deep to plan are refused first, before any rewrite walks them.
+    fn parse(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
         use datafusion::sql::sqlparser::ast::VisitMut;
-        let mut statements = self.sql.parse(sql)?;
+        use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+        if let Err(e) = reservoir_query::guard::parse(sql, &PostgreSqlDialect {}) {
+            return Err(error("54001", &e.to_string()));
+        }
+        let mut statements = self
+            .sql
+            .parse(sql)
+            .map_err(|e| error("42601", &e.to_string()))?;
         for statement in &mut statements {
             let _ = statement.visit(&mut ClientRewrites);
         }
@@ -992,9 +1007,7 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let mut statements = self
-            .parse(sql)
-            .map_err(|e| error("42601", &e.to_string()))?;
+        let mut statements = self.parse(sql)?;
         if statements.is_empty() {
             return Ok(None);
         }
