@@ -10,7 +10,8 @@ API token as its password (OPERATOR_LOGIN names another operator).
 
 psql: connect, \\dt lists the tables, \\d describes one, \\dn lists the units, an aggregate over a
 join. psycopg: prepared statements with parameters, a cancelled long query, a wrong password
-refused, a masked column masked, an ungranted table "does not exist", DDL refused. SQLAlchemy
+refused, a masked column masked (by a query and by COPY TO STDOUT), an ungranted table "does
+not exist", DDL refused. SQLAlchemy
 (what Superset uses): schema, table, column, key and index reflection, a generated query.
 """
 import os
@@ -136,6 +137,12 @@ def main(host, port, operator, admin="admin"):
         else:
             raise SystemExit("an ungranted table was readable")
         print(f"pg e2e: the consumer's column comes back masked ({rows[0][1]}), an ungranted table does not exist")
+        # COPY … TO STDOUT (psycopg's copy): the same rows, masked alike.
+        with conn.cursor() as cur:
+            with cur.copy("COPY (SELECT code, name FROM minzheng.streets ORDER BY code) TO STDOUT") as copy:
+                copied = [tuple(r) for r in copy.rows()]
+        assert copied == [tuple(r) for r in rows], (copied[:3], rows[:3])
+        print(f"pg e2e: psycopg's COPY TO STDOUT gives the same {len(copied)} masked rows")
 
     sqlalchemy_inspector(host, port)
     print("pg e2e: all checks passed")

@@ -753,3 +753,117 @@ async fn statements_nested_too_deep_are_refused_and_the_server_goes_on() {
         20
     );
 }
+
+/// The copy data of `sql` (tokio-postgres prepares it: the extended protocol).
+async fn copy_out(client: &Client, sql: &str) -> Result<Vec<u8>, tokio_postgres::Error> {
+    use futures::TryStreamExt;
+    let stream = client.copy_out(sql).await?;
+    let chunks: Vec<_> = stream.try_collect().await?;
+    Ok(chunks.concat())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_the_client_under_the_grants() {
+    let w = world().await;
+    let op = connect(&w, "op", "op-Password-1").await.unwrap();
+    // A table in text format: tab-separated, one line a row.
+    let text = copy_out(&op, "COPY minzheng.streets (code, name) TO STDOUT")
+        .await
+        .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert_eq!(text.lines().count(), 20, "{text}");
+    assert!(text.lines().all(|l| l.split('\t').count() == 2), "{text}");
+
+    // The analyst's CSV: a header, its grant's rows only, the name masked.
+    let analyst = connect(&w, "analyst", "analyst-Password-1").await.unwrap();
+    let n: i64 = analyst
+        .query_one("SELECT count(*) FROM minzheng.villages", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let csv = copy_out(
+        &analyst,
+        "COPY (SELECT code, name FROM minzheng.villages ORDER BY code) TO STDOUT WITH (FORMAT csv, HEADER)",
+    )
+    .await
+    .unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_slice());
+    assert_eq!(reader.headers().unwrap(), vec!["code", "name"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len() as i64, n);
+    for r in &rows {
+        assert!(r[1].chars().skip(1).all(|c| c == '*'), "{r:?}");
+    }
+    // Binary: PostgreSQL's PGCOPY signature.
+    let binary = copy_out(
+        &analyst,
+        "COPY (SELECT code FROM minzheng.villages) TO STDOUT (FORMAT binary)",
+    )
+    .await
+    .unwrap();
+    assert!(
+        binary.starts_with(b"PGCOPY\n\xff\r\n\0"),
+        "{:?}",
+        &binary[..11]
+    );
+
+    // An ungranted table does not exist for COPY either; writes and server files are refused.
+    let e = failed(
+        copy_out(&analyst, "COPY tongji.gdp TO STDOUT").await,
+        "ungranted",
+    );
+    assert_eq!(code(&e), Some(&SqlState::UNDEFINED_TABLE), "{e:?}");
+    let e = failed(
+        op.simple_query("COPY minzheng.streets TO '/tmp/streets.csv'")
+            .await,
+        "server file",
+    );
+    assert_eq!(code(&e), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{e:?}");
+    let e = failed(
+        op.simple_query("COPY minzheng.streets FROM STDIN").await,
+        "copy from",
+    );
+    assert_eq!(
+        code(&e),
+        Some(&SqlState::READ_ONLY_SQL_TRANSACTION),
+        "{e:?}"
+    );
+
+    // psql's \copy: the simple protocol, to a file on the client.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("streets.csv");
+    let addr = w.addr;
+    let command = format!(
+        "\\copy (SELECT code, name FROM minzheng.streets ORDER BY code) TO '{}' WITH CSV HEADER",
+        file.display()
+    );
+    let (ok, out, err) = tokio::task::spawn_blocking(move || psql(addr, "disable", &[&command]))
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("COPY 20"), "{out}");
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(written.lines().next(), Some("code,name"));
+    assert_eq!(written.lines().count(), 21);
+
+    // Each COPY is audited with its text, like a query.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let entries = w
+        .state
+        .access()
+        .audit_entries(&AuditFilter {
+            action: Some("pg.query".into()),
+            actor: Some("analyst".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        entries.iter().any(|e| e
+            .detail
+            .contains("COPY (SELECT code, name FROM minzheng.villages")
+            && e.target == "minzheng.villages"
+            && e.row_count == Some(n)),
+        "{entries:?}"
+    );
+}

@@ -19,6 +19,7 @@
 //! "…" does not exist`.
 
 mod compat;
+mod copy;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -605,7 +606,8 @@ async fn session(state: &AppState, conn: &Connection) -> PgWireResult<Arc<Sessio
 }
 
 impl Service {
-    /// Runs one statement (already past the hooks) with `params`, streaming its rows.
+    /// Runs one statement (already past the hooks) with `params`, streaming its rows — as
+    /// rows, or as the copy data of a `COPY … TO STDOUT` (`copy`, with `statement` its query).
     async fn execute<C>(
         &self,
         client: &C,
@@ -613,6 +615,7 @@ impl Service {
         statement: &Statement,
         params: Option<&Bind<'_>>,
         format: &Format,
+        copy: Option<&copy::CopyOut>,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + ?Sized,
@@ -670,8 +673,14 @@ impl Service {
             }
         };
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let format = match copy.map(|c| c.format) {
+            Some(copy::CopyFormat::Binary) => &Format::UnifiedBinary,
+            Some(_) => &Format::UnifiedText,
+            None => format,
+        };
+        let arrow_schema = Arc::new(df.schema().as_arrow().clone());
         let fields = Arc::new(arrow_schema_to_pg_fields(
-            df.schema().as_arrow(),
+            &arrow_schema,
             format,
             Some(options),
         )?);
@@ -704,6 +713,13 @@ impl Service {
             conn.cancel.clone(),
             self.config.row_limit,
         );
+        if let Some(copy) = copy {
+            return Ok(Response::CopyOut(copy.response(
+                fields,
+                arrow_schema,
+                batches,
+            )?));
+        }
         let rows_fields = fields.clone();
         let rows = batches
             .map(move |b| {
@@ -958,10 +974,25 @@ impl SimpleQueryHandler for Service {
                 continue;
             }
             let sql = statement.to_string();
-            out.push(
-                self.execute(client, &sql, &statement, None, &Format::UnifiedText)
-                    .await?,
-            );
+            let response = match copy::copy_out(&statement) {
+                Some(planned) => {
+                    let (query, copy) = planned?;
+                    self.execute(
+                        client,
+                        &sql,
+                        &query,
+                        None,
+                        &Format::UnifiedText,
+                        Some(&copy),
+                    )
+                    .await?
+                }
+                None => {
+                    self.execute(client, &sql, &statement, None, &Format::UnifiedText, None)
+                        .await?
+                }
+            };
+            out.push(response);
         }
         Ok(out)
     }
@@ -1021,21 +1052,26 @@ impl QueryParser for Parser {
         let text = statement.to_string();
         let conn = connection(client)?;
         let ctx = session(&self.state, &conn).await?.engine.context().clone();
-        // SET, SHOW, BEGIN and the like plan as statements; the hooks answer them at Execute.
-        let plan = match ctx
-            .state()
-            .statement_to_plan(DfStatementWrapper::Statement(Box::new(statement.clone())))
-            .await
-        {
+        // SET, SHOW, BEGIN and the like plan as statements; the hooks answer them at Execute. A
+        // COPY describes no rows (its data comes as copy data) and plans its query at Execute.
+        let nothing = || {
+            datafusion::logical_expr::LogicalPlan::EmptyRelation(
+                datafusion::logical_expr::EmptyRelation {
+                    produce_one_row: false,
+                    schema: Arc::new(datafusion::common::DFSchema::empty()),
+                },
+            )
+        };
+        let planned = if matches!(statement, Statement::Copy { .. }) {
+            Ok(nothing())
+        } else {
+            ctx.state()
+                .statement_to_plan(DfStatementWrapper::Statement(Box::new(statement.clone())))
+                .await
+        };
+        let plan = match planned {
             Ok(p) => p,
-            Err(_) if !matches!(statement, Statement::Query(_)) => {
-                datafusion::logical_expr::LogicalPlan::EmptyRelation(
-                    datafusion::logical_expr::EmptyRelation {
-                        produce_one_row: false,
-                        schema: Arc::new(datafusion::common::DFSchema::empty()),
-                    },
-                )
-            }
+            Err(_) if !matches!(statement, Statement::Query(_)) => nothing(),
             Err(e) => {
                 let e = df_error(&e);
                 let mut event = conn.caller.event("pg.query", "");
@@ -1161,12 +1197,26 @@ impl ExtendedQueryHandler for Service {
             let refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
             deserialize_parameters(portal, &refs)
         };
+        if let Some(planned) = copy::copy_out(statement) {
+            let (query, copy) = planned?;
+            return self
+                .execute(
+                    client,
+                    sql,
+                    &query,
+                    Some(&bind),
+                    &Format::UnifiedText,
+                    Some(&copy),
+                )
+                .await;
+        }
         self.execute(
             client,
             sql,
             statement,
             Some(&bind),
             &portal.result_column_format,
+            None,
         )
         .await
     }
