@@ -79,6 +79,36 @@ fn meter(lake: &str, grant_id: i64, quota: u64, served: u64) -> Arc<GrantMeter> 
     m
 }
 
+impl GrantMeter {
+    /// Draws `rows`, or nothing when they would pass the quota: then `Err` with the rows left.
+    fn draw(&self, rows: u64) -> std::result::Result<(), u64> {
+        let used = self.used.fetch_add(rows, Ordering::Relaxed) + rows;
+        let quota = self.quota.load(Ordering::Relaxed);
+        if used > quota {
+            self.used.fetch_sub(rows, Ordering::Relaxed);
+            return Err(quota.saturating_sub(used - rows));
+        }
+        Ok(())
+    }
+}
+
+/// Draws `rows` from the quota of grant `grant_id` of the home whose lake is at `lake`, on the
+/// meter SQL scans draw on: for readers that hand out a table's rows without a scan (Delta
+/// Sharing). `quota: None` draws nothing; past the quota nothing is drawn and `Err` holds the
+/// rows left.
+pub fn draw_quota(
+    lake: &str,
+    grant_id: i64,
+    quota: Option<u64>,
+    served: u64,
+    rows: u64,
+) -> std::result::Result<(), u64> {
+    match quota {
+        Some(q) => meter(lake, grant_id, q, served).draw(rows),
+        None => Ok(()),
+    }
+}
+
 /// Rows a grant's scans read in one session, and the grant's quota. An aggregate counts every
 /// row it reads, not the one it returns: a quota is rows read from the table.
 #[derive(Debug)]
@@ -111,17 +141,15 @@ impl RowBudget {
 
     /// Counts `rows` read, or refuses them (uncounted) when they would pass the quota.
     fn take(&self, rows: u64) -> Result<()> {
-        if let Some(meter) = &self.meter {
-            let used = meter.used.fetch_add(rows, Ordering::Relaxed) + rows;
-            let quota = meter.quota.load(Ordering::Relaxed);
-            if used > quota {
-                meter.used.fetch_sub(rows, Ordering::Relaxed);
-                return Err(DataFusionError::ResourcesExhausted(format!(
-                    "grant {} allows {quota} rows to be read and this query reads past them \
+        if let Some(meter) = &self.meter
+            && meter.draw(rows).is_err()
+        {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "grant {} allows {} rows to be read and this query reads past them \
                  (aggregates count every row they read); narrow it or ask for a larger quota",
-                    self.grant_id
-                )));
-            }
+                self.grant_id,
+                meter.quota.load(Ordering::Relaxed)
+            )));
         }
         self.read.fetch_add(rows, Ordering::Relaxed);
         Ok(())

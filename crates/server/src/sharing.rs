@@ -568,11 +568,9 @@ pub(crate) async fn query_table(
         }
         (None, None) => s.version,
     };
-    // Quota: the rows of the snapshot count as read.
+    // Quota: the rows of the snapshot count as read, drawn where SQL draws them.
     let rows = s.rows;
-    if let Some(left) = s.grant.rows_left()
-        && rows > left
-    {
+    if let Err(left) = draw_quota(&state, &s.grant, rows) {
         return Err(SharingError::new(
             StatusCode::FORBIDDEN,
             "PERMISSION_DENIED",
@@ -899,9 +897,7 @@ pub(crate) async fn table_changes(
             changes.push((v, ts, c));
         }
     }
-    if let Some(left) = s.grant.rows_left()
-        && rows > left
-    {
+    if let Err(left) = draw_quota(&state, &s.grant, rows) {
         return Err(SharingError::new(
             StatusCode::FORBIDDEN,
             "PERMISSION_DENIED",
@@ -956,6 +952,18 @@ pub(crate) async fn table_changes(
 pub(crate) struct FileQuery {
     expires: i64,
     sig: String,
+}
+
+/// Draws `rows` from `grant`'s quota on the process's meter, which SQL scans share; `Err` holds
+/// the rows left.
+fn draw_quota(state: &AppState, grant: &reservoir_access::Grant, rows: i64) -> Result<(), u64> {
+    reservoir_query::policy::draw_quota(
+        state.lake().root().as_str(),
+        grant.id,
+        grant.row_quota.map(|q| q.max(0) as u64),
+        grant.rows_served.max(0) as u64,
+        rows.max(0) as u64,
+    )
 }
 
 /// `GET /delta-sharing/files/{grant}/{version}/{file}?expires=&sig=`: a data file of a shared

@@ -1440,3 +1440,64 @@ async fn a_failed_query_is_audited_against_its_table_without_the_values_it_quote
     assert!(!failed.detail.contains(&quoted), "{failed:?}");
     assert!(failed.detail.contains("'…'"), "{failed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_sharing_draws_on_the_quota_sql_draws_on() {
+    let w = world().await;
+    let consumer = w.tokens[2].1.clone().unwrap();
+    let access = w.state.access().clone();
+    let old = access.grants(Some("analyst"), None).await.unwrap()[0].clone();
+    // A quota of one read of the 386 villages.
+    access
+        .create_grant(
+            &Principal::local_operator(),
+            &NewGrant {
+                user_id: "analyst".into(),
+                dataset_id: old.dataset_id,
+                columns: old.columns.clone(),
+                row_filter: None,
+                purpose: "配额".into(),
+                request_id: None,
+                starts_at: None,
+                expires_at: old.expires_at.clone(),
+                hours: None,
+                rate_per_minute: None,
+                row_quota: Some(386),
+            },
+        )
+        .await
+        .unwrap();
+    let query = "/delta-sharing/shares/reservoir/schemas/minzheng/tables/villages/query";
+    // The snapshot is made on the first request; then two at once: one is served.
+    let (status, body) = call(
+        &w,
+        "GET",
+        "/delta-sharing/shares/reservoir/schemas/minzheng/tables/villages/version",
+        Some(&consumer),
+        None,
+    )
+    .await;
+    assert!(status.is_success(), "{status} {body}");
+    let (a, b) = tokio::join!(
+        call(&w, "POST", query, Some(&consumer), json_body(json!({}))),
+        call(&w, "POST", query, Some(&consumer), json_body(json!({}))),
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::FORBIDDEN],
+        "{a:?} {b:?}"
+    );
+    // SQL draws on the same quota: nothing is left.
+    let (status, body) = call(
+        &w,
+        "POST",
+        "/api/v1/sql",
+        Some(&consumer),
+        json_body(json!({"sql": "SELECT count(*) FROM minzheng.villages"})),
+    )
+    .await;
+    assert!(status.is_client_error(), "{status} {body}");
+    assert!(body.to_string().contains("quota"), "{body}");
+}
