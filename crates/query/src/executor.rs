@@ -61,7 +61,8 @@ pub fn memory_limited(bytes: usize) -> Arc<RuntimeEnv> {
 
 /// A session state for `config` on `env`, with the rules every Reservoir session has.
 ///
-/// Round-robin repartitioning is off: a nested loop join whose build side passes the memory
+/// Functions whose output size is an argument are capped ([`crate::capped`]). Round-robin
+/// repartitioning is off: a nested loop join whose build side passes the memory
 /// pool falls back to reading that side again in chunks, and a `RepartitionExec` under it
 /// panics when executed a second time (DataFusion 55). Scans still split large files across
 /// partitions, and hash joins and aggregates still repartition by hash.
@@ -70,18 +71,26 @@ pub fn session_state(mut config: SessionConfig, env: Arc<RuntimeEnv>) -> Session
         .options_mut()
         .optimizer
         .enable_round_robin_repartition = false;
-    SessionStateBuilder::new()
+    let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(env)
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(YieldingJoins))
-        .build()
+        .build();
+    if let Err(e) = crate::capped::register(&mut state) {
+        tracing::error!("cannot cap the size-taking functions: {e}");
+    }
+    state
 }
 
 /// A plain session (no lake tables) on the shared runtime environment.
 pub fn session_context() -> SessionContext {
     SessionContext::new_with_state(session_state(SessionConfig::new(), runtime_env()))
 }
+
+/// Stack of the threads that plan and run queries: room for the deepest statement
+/// [`crate::guard`] lets through, with margin (reserved, and used only as far as touched).
+pub const THREAD_STACK: usize = 16 << 20;
 
 /// The query runtime: one worker per core, threads named `reservoir-query`.
 pub fn runtime() -> &'static tokio::runtime::Runtime {
@@ -91,6 +100,7 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("reservoir-query")
+            .thread_stack_size(THREAD_STACK)
             .enable_all()
             .build()
             .unwrap_or_else(|e| panic!("cannot start the query runtime: {e}"))

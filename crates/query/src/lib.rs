@@ -14,6 +14,7 @@
 //! policy engine ([`policy`]), which applies the grant's row filter and column masks before any
 //! expression of the query. The local CLI and operators see everything ([`QueryEngine::new`]).
 
+mod capped;
 mod error;
 pub mod executor;
 pub mod guard;

@@ -109,8 +109,11 @@ fn main() -> ExitCode {
     }));
 
     let cli = Cli::parse();
+    // Planning and the catalog queries recurse over SQL trees: workers get room for the
+    // deepest statement `query::guard` lets through (the stack is reserved, used as touched).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(reservoir_query::executor::THREAD_STACK)
         .build()
     {
         Ok(rt) => rt,
