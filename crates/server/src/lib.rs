@@ -25,6 +25,7 @@ pub mod open;
 pub mod pg;
 mod sharing;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -116,6 +117,9 @@ struct Inner {
     open_limiter: auth::RateLimiter,
     /// The memory pool of the public's queries over open data.
     open_env: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    /// One lock per grant, held while its Delta Sharing snapshot is checked and made again, so
+    /// concurrent first requests make it once instead of racing to commit.
+    share_locks: std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl AppState {
@@ -134,6 +138,7 @@ impl AppState {
             grant_limiter: auth::RateLimiter::default(),
             open_limiter: auth::RateLimiter::default(),
             open_env,
+            share_locks: Default::default(),
         }))
     }
 
@@ -177,6 +182,18 @@ impl AppState {
 
     pub(crate) fn open_limiter(&self) -> &auth::RateLimiter {
         &self.0.open_limiter
+    }
+
+    /// The lock that serializes making `grant`'s shared snapshot (see `Inner::share_locks`).
+    pub(crate) fn share_lock(&self, grant: i64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .0
+            .share_locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Drop the locks nobody holds or waits on, so the map stays as small as the traffic.
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks.entry(grant).or_default().clone()
     }
 
     /// A session for the public's queries over open snapshots, on their own memory pool.
@@ -419,11 +436,12 @@ impl<S: Send + Sync> FromRequest<S> for ApiMultipart {
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(crate) struct ApiPath<T>(pub T);
 
-/// An audited error keeps its words but not the data it quotes: a failed cast or parse names
-/// the offending value (`Cannot cast string '186 25 STREET' …`), which is the data of a table
-/// the auditor may not read. Quoted text that the statement itself contains (a table name, a
-/// literal the caller typed) stays; other quoted text becomes `'…'`. `detail` is the event's
-/// JSON; only its `error` is touched.
+/// An audited error keeps its words but not the data they may carry: a failed cast or parse
+/// names the offending value (`Cannot cast string '186 25 STREET' …`, `Can't cast value
+/// 310117001 …`, `regex parse error: 岳阳街道(`), which is the data of a table the auditor may
+/// not read. Text the statement itself contains (a table name, a literal the caller typed)
+/// stays; so do plain ASCII words. Other quoted text, and words with digits or other scripts,
+/// become `…`. `detail` is the event's JSON; only its `error` is touched.
 fn redact_error_values(detail: &str) -> String {
     if !detail.contains("\"error\"") {
         return detail.to_string();
@@ -436,27 +454,51 @@ fn redact_error_values(detail: &str) -> String {
         return detail.to_string();
     };
     let sql = map.get("sql").and_then(|v| v.as_str()).unwrap_or_default();
-    let mut out = String::with_capacity(error.len());
-    let mut rest = error.as_str();
-    while let Some(open) = rest.find('\'') {
-        out.push_str(&rest[..=open]);
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('\'') else {
-            rest = after;
-            break;
-        };
-        let quoted = &after[..close];
-        if quoted.is_empty() || sql.contains(quoted) {
-            out.push_str(quoted);
-        } else {
-            out.push('…');
-        }
-        out.push('\'');
-        rest = &after[close + 1..];
-    }
-    out.push_str(rest);
-    map.insert("error".into(), serde_json::Value::String(out));
+    let redacted = redact_values(error, sql);
+    map.insert("error".into(), serde_json::Value::String(redacted));
     serde_json::Value::Object(map).to_string()
+}
+
+/// `error` with the values in it replaced by `…` (see [`redact_error_values`]).
+fn redact_values(error: &str, sql: &str) -> String {
+    let kept = |text: &str| text.is_empty() || sql.contains(text);
+    let mut out = String::with_capacity(error.len());
+    let mut rest = error;
+    while let Some(c) = rest.chars().next() {
+        if c.is_whitespace() {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        // A quote that opens a word opens a quoted value (an apostrophe inside a word, as in
+        // "Can't", does not).
+        if (c == '\'' || c == '"')
+            && let Some(close) = rest[1..].find(c)
+        {
+            let inner = &rest[1..=close];
+            out.push(c);
+            out.push_str(if kept(inner) { inner } else { "…" });
+            out.push(c);
+            rest = &rest[close + 2..];
+            continue;
+        }
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let word = &rest[..end];
+        let core = word.trim_matches(|ch: char| ch.is_ascii_punctuation());
+        let plain = core
+            .chars()
+            .all(|ch| ch.is_ascii_alphabetic() || matches!(ch, '_' | '-' | '.' | '\''));
+        if plain || kept(core) {
+            out.push_str(word);
+        } else {
+            let at = word.find(core).unwrap_or(0);
+            out.push_str(&word[..at]);
+            out.push('…');
+            out.push_str(&word[at + core.len()..]);
+        }
+        rest = &rest[end..];
+    }
+    out
 }
 
 #[cfg(test)]
@@ -464,18 +506,34 @@ mod tests {
     use super::redact_error_values;
 
     #[test]
-    fn audited_errors_keep_no_quoted_data() {
-        let detail = serde_json::json!({
-            "sql": "SELECT cast(\"Incident Address\" AS int) FROM chengyun.hotline_cases WHERE x = 'mine'",
-            "error": "Arrow error: Cast error: Cannot cast string '186 25 STREET' to value of Int32 type; near 'mine' in table 'chengyun.hotline_cases'",
-        })
-        .to_string();
-        let out: serde_json::Value = serde_json::from_str(&redact_error_values(&detail)).unwrap();
-        assert_eq!(
-            out["error"],
-            "Arrow error: Cast error: Cannot cast string '…' to value of Int32 type; near 'mine' in table 'chengyun.hotline_cases'"
-        );
-        assert!(out["sql"].as_str().unwrap().contains("'mine'"));
+    fn audited_errors_keep_no_data_values() {
+        let sql = "SELECT cast(\"Incident Address\" AS int), arrow_cast(code, 'Int16') \
+                   FROM chengyun.hotline_cases WHERE x = 'mine'";
+        for (error, expected) in [
+            (
+                "Arrow error: Cast error: Cannot cast string '186 25 STREET' to value of Int32 type; near 'mine' in table 'chengyun.hotline_cases'",
+                "Arrow error: Cast error: Cannot cast string '…' to value of … type; near 'mine' in table 'chengyun.hotline_cases'",
+            ),
+            (
+                "Invalid input syntax for type interval: \"岳阳街道\"",
+                "Invalid input syntax for type interval: \"…\"",
+            ),
+            ("regex parse error: 岳阳街道(", "regex parse error: …("),
+            (
+                "Can't cast value 310117001 to value of type Int16",
+                "Can't cast value … to value of type Int16",
+            ),
+            (
+                "310117001 is too large to store in a Decimal128 of precision 3",
+                "… is too large to store in a … of precision …",
+            ),
+        ] {
+            let detail = serde_json::json!({"sql": sql, "error": error}).to_string();
+            let out: serde_json::Value =
+                serde_json::from_str(&redact_error_values(&detail)).unwrap();
+            assert_eq!(out["error"], expected);
+            assert_eq!(out["sql"], sql);
+        }
         // Without an error, the detail is kept as it is.
         let plain = r#"{"sql":"SELECT '186 25 STREET'"}"#;
         assert_eq!(redact_error_values(plain), plain);

@@ -295,6 +295,9 @@ async fn shared(
         format!("{}__{}", dataset.unit_id, dataset.name),
     );
     let fp = fingerprint(&grant);
+    // Concurrent first requests would each materialize and race to commit the same snapshot.
+    let lock = state.share_lock(grant.id);
+    let _made = lock.lock().await;
     let pool = state.catalog().pool();
     let row = sqlx::query("SELECT source_version, fingerprint, table_version, row_count FROM share_snapshots WHERE grant_id = $1")
         .bind(grant.id)
@@ -999,6 +1002,23 @@ pub(crate) async fn file(
             StatusCode::FORBIDDEN,
             "the grant of this file is revoked, expired or not yet in force",
         );
+    }
+    // Where a newer grant on the same dataset took this one's place, its files stop too.
+    let now = reservoir_catalog::format_ts(Utc::now());
+    match state
+        .access()
+        .grants(Some(&g.user_id), Some(g.dataset_id))
+        .await
+        .map(|gs| gs.into_iter().find(|n| n.active_at(&now)))
+    {
+        Ok(Some(newest)) if newest.id == g.id => {}
+        Ok(_) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "the grant of this file is superseded by a newer grant on the same dataset; query the table again",
+            );
+        }
+        Err(e) => return crate::ApiError::from(e).into_response(),
     }
     if !matches!(state.access().user(&g.user_id).await, Ok(Some(u)) if !u.disabled) {
         return refuse(

@@ -1501,3 +1501,101 @@ async fn delta_sharing_draws_on_the_quota_sql_draws_on() {
     assert!(status.is_client_error(), "{status} {body}");
     assert!(body.to_string().contains("quota"), "{body}");
 }
+
+/// A request's status and raw body (Delta Sharing answers newline-delimited JSON).
+async fn call_text(
+    w: &World,
+    method: &str,
+    uri: &str,
+    token: &str,
+    body: &str,
+) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app(w.state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_snapshots_are_made_once_and_superseded_grants_lose_their_file_urls() {
+    let w = world().await;
+    let consumer = w.tokens[2].1.clone().unwrap();
+    let access = w.state.access().clone();
+    let old = access.grants(Some("analyst"), None).await.unwrap()[0].clone();
+    let query = "/delta-sharing/shares/reservoir/schemas/minzheng/tables/villages/query";
+
+    // Three first requests at once: the snapshot is made once and every request is answered.
+    let (a, b, c) = tokio::join!(
+        call_text(&w, "POST", query, &consumer, "{}"),
+        call_text(&w, "POST", query, &consumer, "{}"),
+        call_text(&w, "POST", query, &consumer, "{}"),
+    );
+    for (status, body) in [&a, &b, &c] {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+    }
+    let version = |body: &str| -> Vec<i64> {
+        body.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["file"]["version"].as_i64())
+            .collect()
+    };
+    assert_eq!(version(&a.1), version(&b.1), "{} {}", a.1, b.1);
+    assert_eq!(version(&a.1), version(&c.1), "{} {}", a.1, c.1);
+    let urls: Vec<String> =
+        a.1.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["file"]["url"].as_str().map(str::to_string))
+            .collect();
+    assert!(!urls.is_empty(), "{}", a.1);
+    let path = |url: &str| url[url.find("/delta-sharing/").unwrap()..].to_string();
+    let fetch = |uri: String| {
+        let w = &w;
+        async move {
+            let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+            let resp = app(w.state.clone()).oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, bytes)
+        }
+    };
+    let (status, bytes) = fetch(path(&urls[0])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(bytes.starts_with(b"PAR1"), "not a Parquet file");
+
+    // A newer grant on the dataset takes the old one's place: its file URLs stop at once.
+    access
+        .create_grant(
+            &Principal::local_operator(),
+            &NewGrant {
+                user_id: "analyst".into(),
+                dataset_id: old.dataset_id,
+                columns: vec![GrantColumn {
+                    name: old.columns[0].name.clone(),
+                    mask: Mask::Redact,
+                }],
+                row_filter: None,
+                purpose: "收窄".into(),
+                request_id: None,
+                starts_at: None,
+                expires_at: old.expires_at.clone(),
+                hours: None,
+                rate_per_minute: None,
+                row_quota: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (status, bytes) = fetch(path(&urls[0])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        String::from_utf8_lossy(&bytes).contains("superseded"),
+        "{bytes:?}"
+    );
+}

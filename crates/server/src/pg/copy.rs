@@ -3,8 +3,16 @@
 //! The rows come from the same plan as a query's, under the same grants, masks, row limit,
 //! timeout, cancel and audit; only their encoding differs. `COPY … FROM` writes and is refused
 //! like every write; `COPY … TO 'file'` would write on the server and is refused too.
+//!
+//! Text and CSV are written here by PostgreSQL's rules (`CopyAttributeOutText`,
+//! `CopyAttributeOutCSV`): each value's text as PostgreSQL renders it (arrow-pg's encoders),
+//! backslash escapes in text, quoting in CSV where a value holds the delimiter, the quote, a
+//! line break, equals the NULL string (so an empty string is `""`) or is a lone `\.`; options
+//! are checked as PostgreSQL checks them. Binary is pgwire's encoder. The messages are sent
+//! here too: an error in the middle of the data is an ErrorResponse, as PostgreSQL sends it.
 
-use std::sync::{Arc, Mutex};
+use std::fmt::Debug;
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -16,10 +24,12 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_postgres::arrow_pg::encoder::{Encoder, encode_value};
 use datafusion_postgres::pgwire;
-use futures::{Stream, StreamExt};
-use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, FieldInfo};
-use pgwire::error::PgWireResult;
-use pgwire::messages::copy::CopyData;
+use futures::stream::BoxStream;
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::results::{CopyEncoder, DataRowEncoder, FieldInfo};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyOutResponse};
 
 use super::error;
 
@@ -198,6 +208,7 @@ fn plan(
             "COPY QUOTE, ESCAPE and FORCE_QUOTE are for CSV format only",
         ));
     }
+    out.check()?;
     Ok((query, out))
 }
 
@@ -206,134 +217,253 @@ fn force_quote(cols: &[datafusion::sql::sqlparser::ast::Ident]) -> Vec<String> {
 }
 
 impl CopyOut {
-    /// The rows of `batches` (with `schema`, as `fields`) as copy data. A header line goes out
-    /// with the first row, so the `COPY n` count is of rows only.
-    pub(super) fn response(
-        &self,
-        fields: Arc<Vec<FieldInfo>>,
-        schema: SchemaRef,
-        batches: impl Stream<Item = PgWireResult<RecordBatch>> + Send + 'static,
-    ) -> PgWireResult<CopyResponse> {
-        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let delimiter = self.delimiter.unwrap_or(match self.format {
+    fn delimiter(&self) -> char {
+        self.delimiter.unwrap_or(match self.format {
             CopyFormat::Csv => ',',
             _ => '\t',
-        });
-        let quote = self.quote.unwrap_or('"');
-        let mut encoder = match self.format {
-            CopyFormat::Binary => CopyEncoder::new_binary(fields.clone()),
-            CopyFormat::Text => CopyEncoder::new_text(
-                fields.clone(),
-                CopyTextOptions {
-                    delimiter: delimiter.to_string().into(),
-                    null_string: self.null.clone().unwrap_or_else(|| "\\N".into()).into(),
-                },
-            ),
-            CopyFormat::Csv => {
-                let force = self
-                    .force_quote
-                    .iter()
-                    .map(|name| {
-                        names.iter().position(|n| n == name).ok_or_else(|| {
-                            error(
-                                "42703",
-                                &format!(
-                                    "FORCE_QUOTE column \"{name}\" is not in the COPY's columns"
-                                ),
-                            )
-                        })
-                    })
-                    .collect::<PgWireResult<Vec<usize>>>()?;
-                CopyEncoder::new_csv(
-                    fields.clone(),
-                    CopyCsvOptions {
-                        delimiter: delimiter.to_string().into(),
-                        quote: quote.to_string().into(),
-                        escape: self.escape.unwrap_or(quote).to_string().into(),
-                        null_string: self.null.clone().unwrap_or_default().into(),
-                        force_quote: force,
-                    },
-                )
+        })
+    }
+
+    fn null(&self) -> &str {
+        self.null.as_deref().unwrap_or(match self.format {
+            CopyFormat::Csv => "",
+            _ => "\\N",
+        })
+    }
+
+    fn quote(&self) -> char {
+        self.quote.unwrap_or('"')
+    }
+
+    fn escape(&self) -> char {
+        self.escape.unwrap_or(self.quote())
+    }
+
+    /// The options PostgreSQL refuses together (`ProcessCopyOptions`), refused alike.
+    fn check(&self) -> PgWireResult<()> {
+        if self.format == CopyFormat::Binary {
+            return Ok(());
+        }
+        let bad = |m: &str| Err(error("22023", m));
+        let delimiter = self.delimiter();
+        let null = self.null();
+        for (what, c) in [
+            ("delimiter", Some(delimiter)),
+            ("quote", self.quote),
+            ("escape", self.escape),
+        ] {
+            if let Some(c) = c
+                && !c.is_ascii()
+            {
+                return bad(&format!("COPY {what} must be a single one-byte character"));
             }
-        };
-        let header = self
-            .header
-            .then(|| header_line(self.format, &names, delimiter, quote));
-        let pending = Arc::new(Mutex::new(header));
-        let at_end = pending.clone();
-        let rows = batches
-            .map(move |batch| -> Vec<PgWireResult<CopyData>> {
-                let batch = match batch {
-                    Ok(b) => b,
-                    Err(e) => return vec![Err(e)],
-                };
-                let mut out = Vec::with_capacity(batch.num_rows());
-                for row in 0..batch.num_rows() {
+        }
+        if matches!(delimiter, '\n' | '\r') {
+            return bad("COPY delimiter cannot be newline or carriage return");
+        }
+        if null.contains(['\n', '\r']) {
+            return bad("COPY null representation cannot use newline or carriage return");
+        }
+        if self.format == CopyFormat::Text
+            && "\\.abcdefghijklmnopqrstuvwxyz0123456789".contains(delimiter)
+        {
+            return bad(&format!("COPY delimiter cannot be \"{delimiter}\""));
+        }
+        if null.contains(delimiter) {
+            return bad("COPY delimiter character must not appear in the NULL specification");
+        }
+        if self.format == CopyFormat::Csv {
+            if delimiter == self.quote() {
+                return bad("COPY delimiter and quote must be different");
+            }
+            if null.contains(self.quote()) {
+                return bad("CSV quote character must not appear in the NULL specification");
+            }
+        }
+        Ok(())
+    }
+
+    /// The output columns `FORCE_QUOTE` names, by position; an unknown name is refused before
+    /// the statement runs.
+    pub(super) fn forced(&self, schema: &SchemaRef) -> PgWireResult<Vec<bool>> {
+        let mut forced = vec![false; schema.fields().len()];
+        for name in &self.force_quote {
+            let i = schema.index_of(name).map_err(|_| {
+                error(
+                    "42703",
+                    &format!("FORCE_QUOTE column \"{name}\" is not in the COPY's columns"),
+                )
+            })?;
+            forced[i] = true;
+        }
+        Ok(forced)
+    }
+
+    /// Sends the rows of `batches` (with `schema`, typed as `fields`) to the client as copy
+    /// data; returns how many rows went out. A header line, if asked for, is not counted.
+    pub(super) async fn send<C>(
+        &self,
+        client: &mut C,
+        fields: Arc<Vec<FieldInfo>>,
+        schema: SchemaRef,
+        mut batches: BoxStream<'static, PgWireResult<RecordBatch>>,
+    ) -> PgWireResult<usize>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let columns = fields.len();
+        let binary = self.format == CopyFormat::Binary;
+        let format = i16::from(binary);
+        client
+            .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+                i8::from(binary),
+                columns as i16,
+                vec![format; columns],
+            )))
+            .await?;
+        let forced = self.forced(&schema)?;
+        let mut text = DataRowEncoder::new(fields.clone());
+        let mut bin = CopyEncoder::new_binary(fields.clone());
+        if self.header && !binary {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let mut line = Vec::new();
+            for (i, name) in names.iter().enumerate() {
+                if i > 0 {
+                    push_char(&mut line, self.delimiter());
+                }
+                self.write_value(&mut line, Some(name.as_bytes()), false, columns);
+            }
+            line.push(b'\n');
+            client
+                .feed(PgWireBackendMessage::CopyData(CopyData::new(Bytes::from(
+                    line,
+                ))))
+                .await?;
+        }
+        let mut rows = 0usize;
+        while let Some(batch) = batches.next().await {
+            let batch = batch?;
+            for row in 0..batch.num_rows() {
+                let data = if binary {
                     for (i, column) in batch.columns().iter().enumerate() {
-                        if let Err(e) = encode_value(
-                            &mut encoder,
+                        encode_value(
+                            &mut bin,
                             column,
                             row,
                             batch.schema_ref().field(i),
                             &fields[i],
-                        ) {
-                            out.push(Err(e));
-                            return out;
-                        }
+                        )?;
                     }
-                    let data = Encoder::take_row(&mut encoder);
-                    let header = pending
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .take();
-                    out.push(Ok(match header {
-                        Some(h) => CopyData::new(Bytes::from([h, data.data.to_vec()].concat())),
-                        None => data,
-                    }));
+                    Encoder::take_row(&mut bin).data
+                } else {
+                    for (i, column) in batch.columns().iter().enumerate() {
+                        encode_value(
+                            &mut text,
+                            column,
+                            row,
+                            batch.schema_ref().field(i),
+                            &fields[i],
+                        )?;
+                    }
+                    let values = Encoder::take_row(&mut text);
+                    let mut line = Vec::with_capacity(values.data.len() + 8);
+                    for (i, value) in text_values(&values.data).enumerate() {
+                        if i > 0 {
+                            push_char(&mut line, self.delimiter());
+                        }
+                        self.write_value(&mut line, value, forced[i], columns);
+                    }
+                    line.push(b'\n');
+                    Bytes::from(line)
+                };
+                client
+                    .feed(PgWireBackendMessage::CopyData(CopyData::new(data)))
+                    .await?;
+                rows += 1;
+            }
+        }
+        if binary {
+            client
+                .feed(PgWireBackendMessage::CopyData(
+                    CopyEncoder::finish_copy_binary(),
+                ))
+                .await?;
+        }
+        client
+            .send(PgWireBackendMessage::CopyDone(CopyDone::new()))
+            .await?;
+        Ok(rows)
+    }
+
+    /// One value (`None`: NULL) as text or CSV, by PostgreSQL's rules.
+    fn write_value(&self, out: &mut Vec<u8>, value: Option<&[u8]>, forced: bool, columns: usize) {
+        let Some(value) = value else {
+            out.extend_from_slice(self.null().as_bytes());
+            return;
+        };
+        let delimiter = self.delimiter();
+        if self.format == CopyFormat::Text {
+            for &b in value {
+                match b {
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    b'\r' => out.extend_from_slice(b"\\r"),
+                    b'\t' => out.extend_from_slice(b"\\t"),
+                    0x08 => out.extend_from_slice(b"\\b"),
+                    0x0b => out.extend_from_slice(b"\\v"),
+                    0x0c => out.extend_from_slice(b"\\f"),
+                    b if b == delimiter as u8 => {
+                        out.push(b'\\');
+                        out.push(b);
+                    }
+                    b => out.push(b),
                 }
-                out
-            })
-            .flat_map(futures::stream::iter);
-        // No rows: the header alone.
-        let tail = futures::stream::once(async move {
-            at_end
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take()
-        })
-        .filter_map(|h| async move { h.map(|h| Ok(CopyData::new(Bytes::from(h)))) });
-        let code = i8::from(self.format == CopyFormat::Binary);
-        Ok(CopyResponse::new(code, names.len(), rows.chain(tail)))
+            }
+            return;
+        }
+        let (quote, escape) = (self.quote() as u8, self.escape() as u8);
+        let needs = forced
+            || value == self.null().as_bytes()
+            || (columns == 1 && value == b"\\.")
+            || value
+                .iter()
+                .any(|&b| b == delimiter as u8 || b == quote || b == b'\n' || b == b'\r');
+        if !needs {
+            out.extend_from_slice(value);
+            return;
+        }
+        out.push(quote);
+        for &b in value {
+            if b == quote || b == escape {
+                out.push(escape);
+            }
+            out.push(b);
+        }
+        out.push(quote);
     }
 }
 
-/// The column names as the first line: quoted as CSV quotes values, or escaped as text is.
-fn header_line(format: CopyFormat, names: &[&str], delimiter: char, quote: char) -> Vec<u8> {
-    let cells: Vec<String> = names
-        .iter()
-        .map(|n| match format {
-            CopyFormat::Csv => {
-                let needs = n.contains(delimiter)
-                    || n.contains(quote)
-                    || n.contains(['\n', '\r'])
-                    || n.is_empty();
-                if needs {
-                    let q = quote.to_string();
-                    format!("{q}{}{q}", n.replace(quote, &format!("{q}{q}")))
-                } else {
-                    (*n).to_string()
-                }
-            }
-            _ => n
-                .replace('\\', "\\\\")
-                .replace('\n', "\\n")
-                .replace('\r', "\\r")
-                .replace(delimiter, &format!("\\{delimiter}")),
-        })
-        .collect();
-    let mut line = cells.join(&delimiter.to_string()).into_bytes();
-    line.push(b'\n');
-    line
+fn push_char(out: &mut Vec<u8>, c: char) {
+    let mut buf = [0u8; 4];
+    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+}
+
+/// The values of a text-format data row: length-prefixed, -1 for NULL.
+fn text_values(data: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = i32::from_be_bytes(*len);
+        if len < 0 {
+            rest = tail;
+            return Some(None);
+        }
+        let (value, tail) = tail.split_at(len as usize);
+        rest = tail;
+        Some(Some(value))
+    })
 }
 
 #[cfg(test)]
@@ -366,10 +496,32 @@ mod tests {
             (c.delimiter, c.null.as_deref(), c.force_quote.as_slice()),
             (Some(';'), Some("NA"), &["a".to_string()][..])
         );
-        assert_eq!(
-            header_line(CopyFormat::Csv, &["a", "b;c", "d\"e"], ';', '"'),
-            b"a;\"b;c\";\"d\"\"e\"\n"
-        );
+        let csv = |c: &CopyOut, v: Option<&str>, columns: usize| {
+            let mut out = Vec::new();
+            c.write_value(&mut out, v.map(str::as_bytes), false, columns);
+            String::from_utf8(out).unwrap()
+        };
+        // PostgreSQL's CSV: NULL bare, an empty string quoted, quotes doubled, the delimiter
+        // and line breaks quoted, a lone \. quoted.
+        let (_, plain) = parse("COPY t TO STDOUT (FORMAT csv)").unwrap();
+        assert_eq!(csv(&plain, None, 2), "");
+        assert_eq!(csv(&plain, Some(""), 2), r#""""#);
+        assert_eq!(csv(&plain, Some(r#"a"b"#), 2), r#""a""b""#);
+        assert_eq!(csv(&plain, Some("c,d"), 2), r#""c,d""#);
+        assert_eq!(csv(&plain, Some("x\ny"), 2), "\"x\ny\"");
+        assert_eq!(csv(&plain, Some(r"\."), 1), r#""\.""#);
+        assert_eq!(csv(&plain, Some(r"\."), 2), r"\.");
+        assert_eq!(csv(&plain, Some("岳阳街道"), 2), "岳阳街道");
+        // ESCAPE: quotes and escapes inside quoted values get it.
+        let (_, esc) = parse(r"COPY t TO STDOUT (FORMAT csv, ESCAPE '\')").unwrap();
+        assert_eq!(csv(&esc, Some(r#"a"b"#), 2), r#""a\"b""#);
+        assert_eq!(csv(&esc, Some(r"c,d\"), 2), r#""c,d\\""#);
+        // Text: backslash escapes, the delimiter escaped, NULL as \N.
+        let (_, text) = parse("COPY t TO STDOUT").unwrap();
+        assert_eq!(csv(&text, None, 2), r"\N");
+        assert_eq!(csv(&text, Some("a\tb\\c\nd"), 2), r"a\tb\\c\nd");
+        let (_, semi) = parse("COPY t TO STDOUT (DELIMITER ';')").unwrap();
+        assert_eq!(csv(&semi, Some("a;b"), 2), r"a\;b");
     }
 
     #[test]
@@ -385,6 +537,19 @@ mod tests {
         assert_eq!(code("COPY t TO STDOUT (QUOTE '''')"), "22023");
         assert_eq!(code("COPY t TO STDOUT (FREEZE)"), "22023");
         assert_eq!(code("COPY t TO STDOUT (ENCODING 'GBK')"), "0A000");
+        // What PostgreSQL refuses as options that write unreadable data.
+        for sql in [
+            "COPY t TO STDOUT (FORMAT csv, QUOTE ',')",
+            "COPY t TO STDOUT (FORMAT csv, NULL ',')",
+            r#"COPY t TO STDOUT (FORMAT csv, NULL '"')"#,
+            r"COPY t TO STDOUT (NULL E'\t')",
+            "COPY t TO STDOUT (DELIMITER 'n')",
+            "COPY t TO STDOUT (DELIMITER '.')",
+            r"COPY t TO STDOUT (DELIMITER '\')",
+            r"COPY t TO STDOUT (DELIMITER E'\n')",
+        ] {
+            assert_eq!(code(sql), "22023", "{sql}");
+        }
         let from = Parser::parse_sql(&PostgreSqlDialect {}, "COPY t FROM STDIN")
             .unwrap()
             .pop()

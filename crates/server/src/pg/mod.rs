@@ -605,9 +605,15 @@ async fn session(state: &AppState, conn: &Connection) -> PgWireResult<Arc<Sessio
     Ok(session)
 }
 
+/// A statement planned, admitted and running: its columns and its guarded batches.
+struct Started {
+    fields: Arc<Vec<FieldInfo>>,
+    schema: arrow::datatypes::SchemaRef,
+    batches: futures::stream::BoxStream<'static, PgWireResult<RecordBatch>>,
+}
+
 impl Service {
-    /// Runs one statement (already past the hooks) with `params`, streaming its rows — as
-    /// rows, or as the copy data of a `COPY … TO STDOUT` (`copy`, with `statement` its query).
+    /// Runs one statement (already past the hooks) with `params` and answers its rows.
     async fn execute<C>(
         &self,
         client: &C,
@@ -615,17 +621,89 @@ impl Service {
         statement: &Statement,
         params: Option<&Bind<'_>>,
         format: &Format,
-        copy: Option<&copy::CopyOut>,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + ?Sized,
     {
-        check_read_only(statement)?;
+        let Started {
+            fields, batches, ..
+        } = self
+            .start(client, sql, statement, params, format, None)
+            .await?;
+        let rows_fields = fields.clone();
+        let rows = batches
+            .map(move |b| {
+                let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> = match b {
+                    Ok(batch) => encode_recordbatch(rows_fields.clone(), batch),
+                    Err(e) => Box::new(std::iter::once(Err(e))),
+                };
+                futures::stream::iter(rows)
+            })
+            .flatten();
+        Ok(Response::Query(QueryResponse::new(fields, rows)))
+    }
+
+    /// Runs a `COPY … TO STDOUT` (`statement`): sends the copy data itself, as it is read,
+    /// and answers the `COPY n` tag.
+    async fn copy<C>(
+        &self,
+        client: &mut C,
+        sql: &str,
+        statement: &Statement,
+        params: Option<&Bind<'_>>,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (query, copy) = match copy::copy_out(statement) {
+            Some(Ok(planned)) => planned,
+            Some(Err(e)) => {
+                let conn = connection(client)?;
+                let mut event = conn.caller.event("pg.query", "");
+                event.detail = serde_json::json!({"sql": sql}).to_string();
+                self.refused(event, &e).await;
+                return Err(e);
+            }
+            None => return Err(error("XX000", "not a COPY … TO STDOUT")),
+        };
+        let format = match copy.format {
+            copy::CopyFormat::Binary => Format::UnifiedBinary,
+            _ => Format::UnifiedText,
+        };
+        let started = self
+            .start(&*client, sql, &query, params, &format, Some(&copy))
+            .await?;
+        let rows = copy
+            .send(client, started.fields, started.schema, started.batches)
+            .await?;
+        Ok(Response::Execution(Tag::new("COPY").with_rows(rows)))
+    }
+
+    /// Plans `statement` with `params`, admits it under the grants and starts it, audited.
+    /// `copy`: the statement is that COPY's query (its FORCE_QUOTE columns are checked first).
+    async fn start<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        statement: &Statement,
+        params: Option<&Bind<'_>>,
+        format: &Format,
+        copy: Option<&copy::CopyOut>,
+    ) -> PgWireResult<Started>
+    where
+        C: ClientInfo + ?Sized,
+    {
         let conn = connection(client)?;
-        let session = session(&self.state, &conn).await?;
-        let started = Instant::now();
         let mut event = conn.caller.event("pg.query", "");
         event.detail = serde_json::json!({"sql": sql}).to_string();
+        if let Err(e) = check_read_only(statement) {
+            self.refused(event, &e).await;
+            return Err(e);
+        }
+        let session = session(&self.state, &conn).await?;
+        let started = Instant::now();
         let planned: PgWireResult<(LogicalPlan, Touched, usize)> = async {
             let ctx = session.engine.context();
             let mut plan = ctx
@@ -673,17 +751,12 @@ impl Service {
             }
         };
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        let format = match copy.map(|c| c.format) {
-            Some(copy::CopyFormat::Binary) => &Format::UnifiedBinary,
-            Some(_) => &Format::UnifiedText,
-            None => format,
-        };
-        let arrow_schema = Arc::new(df.schema().as_arrow().clone());
-        let fields = Arc::new(arrow_schema_to_pg_fields(
-            &arrow_schema,
-            format,
-            Some(options),
-        )?);
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        if let Some(Err(e)) = copy.map(|c| c.forced(&schema)) {
+            self.refused(event, &e).await;
+            return Err(e);
+        }
+        let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options))?);
         // Runs on the query runtime, so this connection's cancel requests and everyone else's
         // queries are served while it computes.
         let stream = reservoir_query::executor::execute(df);
@@ -713,24 +786,11 @@ impl Service {
             conn.cancel.clone(),
             self.config.row_limit,
         );
-        if let Some(copy) = copy {
-            return Ok(Response::CopyOut(copy.response(
-                fields,
-                arrow_schema,
-                batches,
-            )?));
-        }
-        let rows_fields = fields.clone();
-        let rows = batches
-            .map(move |b| {
-                let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> = match b {
-                    Ok(batch) => encode_recordbatch(rows_fields.clone(), batch),
-                    Err(e) => Box::new(std::iter::once(Err(e))),
-                };
-                futures::stream::iter(rows)
-            })
-            .flatten();
-        Ok(Response::Query(QueryResponse::new(fields, rows)))
+        Ok(Started {
+            fields,
+            schema,
+            batches: batches.boxed(),
+        })
     }
 
     async fn refused(&self, event: AuditEvent, e: &PgWireError) {
@@ -967,6 +1027,7 @@ impl SimpleQueryHandler for Service {
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
+        let alone = statements.len() == 1;
         let mut out = Vec::with_capacity(statements.len());
         for statement in statements {
             if let Some(r) = self.run_hooks(client, &statement).await {
@@ -974,23 +1035,19 @@ impl SimpleQueryHandler for Service {
                 continue;
             }
             let sql = statement.to_string();
-            let response = match copy::copy_out(&statement) {
-                Some(planned) => {
-                    let (query, copy) = planned?;
-                    self.execute(
-                        client,
-                        &sql,
-                        &query,
-                        None,
-                        &Format::UnifiedText,
-                        Some(&copy),
-                    )
+            let response = if copy::copy_out(&statement).is_some() {
+                // The copy data goes out as the statement runs, before the answers of any
+                // statements before it would: one COPY to a query string.
+                if !alone {
+                    return Err(error(
+                        "0A000",
+                        "COPY … TO STDOUT must be the only statement of its query string",
+                    ));
+                }
+                self.copy(client, &sql, &statement, None).await?
+            } else {
+                self.execute(client, &sql, &statement, None, &Format::UnifiedText)
                     .await?
-                }
-                None => {
-                    self.execute(client, &sql, &statement, None, &Format::UnifiedText, None)
-                        .await?
-                }
             };
             out.push(response);
         }
@@ -1197,18 +1254,8 @@ impl ExtendedQueryHandler for Service {
             let refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
             deserialize_parameters(portal, &refs)
         };
-        if let Some(planned) = copy::copy_out(statement) {
-            let (query, copy) = planned?;
-            return self
-                .execute(
-                    client,
-                    sql,
-                    &query,
-                    Some(&bind),
-                    &Format::UnifiedText,
-                    Some(&copy),
-                )
-                .await;
+        if copy::copy_out(statement).is_some() {
+            return self.copy(client, sql, statement, Some(&bind)).await;
         }
         self.execute(
             client,
@@ -1216,7 +1263,6 @@ impl ExtendedQueryHandler for Service {
             statement,
             Some(&bind),
             &portal.result_column_format,
-            None,
         )
         .await
     }
