@@ -63,6 +63,10 @@ async fn world_with(tls: Option<(PathBuf, PathBuf)>) -> World {
                     dataset: dataset.into(),
                     files: vec![shared_data(path)],
                     mode: WriteMode::Overwrite,
+                    info: reservoir_ingest::DatasetInfo {
+                        title: (dataset == "villages").then(|| "松江区村居委会".to_string()),
+                        ..Default::default()
+                    },
                     ..CollectRequest::default()
                 },
                 Arc::new(NoProgress),
@@ -258,6 +262,53 @@ async fn sql_over_the_postgres_protocol_under_grants() {
     assert!(!rows.is_empty());
     let total: i64 = rows.iter().map(|r| r.get::<_, i64>(1)).sum();
     assert_eq!(total, 386);
+
+    // Unnamed output columns are named as PostgreSQL names them, for clients and BI tools.
+    let stmt = op
+        .prepare(
+            "SELECT count(*), MIN(code), code::int, 1 + 1, upper(name) AS up              FROM minzheng.villages GROUP BY code, name LIMIT 1",
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["count", "min", "code", "?column?", "up"]);
+    let rows = op
+        .simple_query("SELECT count(*), max(name) FROM minzheng.villages")
+        .await
+        .unwrap();
+    let tokio_postgres::SimpleQueryMessage::RowDescription(columns) = &rows[0] else {
+        panic!("{rows:?}")
+    };
+    let names: Vec<&str> = columns.iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["count", "max"]);
+    // psql's \dt+: sizes print (NULL where unknown), descriptions are the catalog's titles.
+    let row = op
+        .query_one(
+            "SELECT pg_catalog.pg_size_pretty(CAST(123456789 AS BIGINT)),                     pg_catalog.pg_size_pretty(pg_catalog.pg_table_size(c.oid)),                     pg_catalog.obj_description(c.oid, 'pg_class')              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace              WHERE n.nspname = 'minzheng' AND c.relname = 'villages'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("118 MB"));
+    assert_eq!(row.get::<_, Option<String>>(1), None);
+    assert_eq!(
+        row.get::<_, Option<String>>(2).as_deref(),
+        Some("松江区村居委会")
+    );
+    // A database other than the lake's is refused, as PostgreSQL refuses it.
+    let e = failed(
+        tokio_postgres::Config::new()
+            .host(w.addr.ip().to_string())
+            .port(w.addr.port())
+            .user("op")
+            .password("op-Password-1")
+            .dbname("nosuch")
+            .connect(NoTls)
+            .await,
+        "unknown database",
+    );
+    assert_eq!(code(&e), Some(&SqlState::UNDEFINED_DATABASE), "{e:?}");
+    assert!(msg(&e).contains("database \"raw\""), "{e:?}");
 
     // Read-only: DDL and DML are refused as in a read-only transaction.
     for sql in [

@@ -160,6 +160,7 @@ impl CatalogInfo for RawLayer {
 /// raw layer's tables the session sees, nothing more.
 pub(super) async fn install_pg_catalog(
     ctx: &datafusion::prelude::SessionContext,
+    titles: HashMap<(String, String), String>,
 ) -> Result<(), DataFusionError> {
     let raw = reservoir_lake::Layer::Raw.as_str();
     setup_pg_catalog(ctx, raw, EmptyContextProvider).map_err(|e| *e)?;
@@ -181,7 +182,9 @@ pub(super) async fn install_pg_catalog(
         catalog.register_schema("pg_catalog", Arc::new(provider))?;
     }
     register_client_functions(ctx);
+    register_psql_functions(ctx);
     register_to_regtype(ctx).await?;
+    register_obj_description(ctx, titles).await?;
     Ok(())
 }
 
@@ -556,4 +559,339 @@ fn register_client_functions(ctx: &datafusion::prelude::SessionContext) {
             Ok(ColumnarValue::Array(Arc::new(out)))
         }),
     ));
+}
+
+/// The functions of psql's `\dt+` and `\df` that the catalog crate lacks or answers wrongly:
+/// `pg_size_pretty` as PostgreSQL formats sizes; the sizes of lake tables are not known to
+/// `pg_catalog` (their files are in the lake, not in relation forks), so `pg_table_size` and
+/// its kin answer NULL (unknown) instead of the catalog crate's 0; every function is visible.
+fn register_psql_functions(ctx: &datafusion::prelude::SessionContext) {
+    use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::Int64Type;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+
+    ctx.register_udf(create_udf(
+        "pg_size_pretty",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let sizes = arrays[0].as_primitive::<Int64Type>();
+            let out: StringArray = sizes.iter().map(|s| s.map(size_pretty)).collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    ));
+    for name in [
+        "pg_table_size",
+        "pg_relation_size",
+        "pg_total_relation_size",
+        "pg_indexes_size",
+    ] {
+        ctx.register_udf(create_udf(
+            name,
+            vec![DataType::Int32],
+            DataType::Int64,
+            Volatility::Stable,
+            Arc::new(|args| {
+                let rows = ColumnarValue::values_to_arrays(args)?[0].len();
+                Ok(ColumnarValue::Array(Arc::new(Int64Array::new_null(rows))))
+            }),
+        ));
+    }
+    // \df lists the functions of schemas other than pg_catalog; there are none here, so these
+    // only have to plan (the catalog does not record results or arguments: NULL).
+    for name in ["pg_get_function_result", "pg_get_function_arguments"] {
+        ctx.register_udf(create_udf(
+            name,
+            vec![DataType::Int32],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(|args| {
+                let rows = ColumnarValue::values_to_arrays(args)?[0].len();
+                Ok(ColumnarValue::Array(Arc::new(StringArray::new_null(rows))))
+            }),
+        ));
+    }
+    ctx.register_udf(create_udf(
+        "pg_function_is_visible",
+        vec![DataType::Int32],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|args| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let visible: BooleanArray = (0..arrays[0].len())
+                .map(|i| arrays[0].is_valid(i).then_some(true))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(visible)))
+        }),
+    ));
+}
+
+/// `pg_size_pretty(bigint)`: bytes below 10 kB, then kB, MB, GB, TB, PB, each rounded half
+/// up from the one below, as PostgreSQL prints them.
+fn size_pretty(size: i64) -> String {
+    const UNITS: [&str; 6] = ["bytes", "kB", "MB", "GB", "TB", "PB"];
+    let mut value = size;
+    for (i, unit) in UNITS.iter().enumerate() {
+        if value.abs() < 10 * 1024 || i == UNITS.len() - 1 {
+            return format!("{value} {unit}");
+        }
+        let half = if value < 0 { -512 } else { 512 };
+        value = (value + half) / 1024;
+    }
+    unreachable!("the last unit returns")
+}
+
+/// `obj_description(oid, 'pg_class')`: a table's description as psql's `\dt+` and BI tools
+/// show it, from the catalog: the dataset's title (名称), else its description. `titles` holds
+/// the session's tables by (schema, table) = (unit, dataset).
+async fn register_obj_description(
+    ctx: &datafusion::prelude::SessionContext,
+    titles: HashMap<(String, String), String>,
+) -> Result<(), DataFusionError> {
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
+    use datafusion::arrow::datatypes::Int32Type;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+
+    let batches = ctx
+        .sql(
+            "SELECT CAST(c.oid AS INT), n.nspname, c.relname
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
+        )
+        .await?
+        .collect()
+        .await?;
+    let mut by_oid: HashMap<i32, String> = HashMap::new();
+    for b in &batches {
+        let oids = b.column(0).as_primitive::<Int32Type>();
+        // VARCHAR plans as a string view; the names are read as plain strings.
+        let schemas = datafusion::arrow::compute::cast(b.column(1), &DataType::Utf8)?;
+        let tables = datafusion::arrow::compute::cast(b.column(2), &DataType::Utf8)?;
+        let (schemas, tables) = (schemas.as_string::<i32>(), tables.as_string::<i32>());
+        for i in 0..b.num_rows() {
+            if oids.is_null(i) || schemas.is_null(i) || tables.is_null(i) {
+                continue;
+            }
+            let key = (schemas.value(i).to_string(), tables.value(i).to_string());
+            if let Some(title) = titles.get(&key) {
+                by_oid.insert(oids.value(i), title.clone());
+            }
+        }
+    }
+    let describe = move |args: &[ColumnarValue]| {
+        let arrays = ColumnarValue::values_to_arrays(args)?;
+        let oid = datafusion::arrow::compute::cast(&arrays[0], &DataType::Int32)?;
+        let oids = oid.as_primitive::<Int32Type>();
+        // Only tables (pg_class) have descriptions here; a column's or another object's is NULL.
+        let catalogs = arrays
+            .get(1)
+            .map(|a| datafusion::arrow::compute::cast(a, &DataType::Utf8))
+            .transpose()?;
+        let out: StringArray = (0..oids.len())
+            .map(|i| {
+                let of_class = catalogs
+                    .as_ref()
+                    .is_none_or(|c| c.is_valid(i) && c.as_string::<i32>().value(i) == "pg_class");
+                (oids.is_valid(i) && of_class)
+                    .then(|| by_oid.get(&oids.value(i)).cloned())
+                    .flatten()
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    };
+    let describe: datafusion::logical_expr::ScalarFunctionImplementation = Arc::new(describe);
+    ctx.register_udf(create_udf(
+        "obj_description",
+        vec![DataType::Int32, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        describe,
+    ));
+    Ok(())
+}
+
+/// The names PostgreSQL gives a query's output columns where the statement names none, by its
+/// rules (`FigureColname`): a function call is named after the function (`count(*)` is
+/// `count`), a cast after what it casts (or its type), `CASE` is `case`, other expressions
+/// `?column?`. DataFusion names them after their whole text (`count(*)`, `Int64(1)`); clients
+/// and BI tools show and key on PostgreSQL's names. `None` for a column keeps the engine's
+/// name (columns, aliased expressions), and for the whole statement where the positions of its
+/// select list cannot be matched to the output (a wildcard, a select list of another length).
+pub(super) fn pg_column_names(
+    statement: &datafusion::sql::sqlparser::ast::Statement,
+    columns: usize,
+) -> Option<Vec<Option<String>>> {
+    use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr, Statement};
+    let Statement::Query(query) = statement else {
+        return None;
+    };
+    // A set operation's columns are named by its first branch.
+    let mut body = query.body.as_ref();
+    let select = loop {
+        match body {
+            SetExpr::Select(select) => break select,
+            SetExpr::SetOperation { left, .. } => body = left.as_ref(),
+            SetExpr::Query(q) => body = q.body.as_ref(),
+            _ => return None,
+        }
+    };
+    if select.projection.len() != columns {
+        return None;
+    }
+    select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(expr) => Some(figure_colname(expr)),
+            SelectItem::ExprWithAlias { .. } => Some(None),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A name by PostgreSQL's rules for one unaliased expression, `None` where the engine's name
+/// is already PostgreSQL's (a column reference).
+fn figure_colname(expr: &datafusion::sql::sqlparser::ast::Expr) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::{
+        Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectNamePart, Value,
+    };
+    let ident = |id: &datafusion::sql::sqlparser::ast::Ident| {
+        if id.quote_style.is_some() {
+            id.value.clone()
+        } else {
+            id.value.to_lowercase()
+        }
+    };
+    Some(match expr {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => return None,
+        Expr::Nested(inner) => return figure_colname(inner),
+        Expr::Function(f) => {
+            let name = match f.name.0.last() {
+                Some(ObjectNamePart::Identifier(id)) => ident(id),
+                _ => return None,
+            };
+            // `(expr).field`, rewritten to get_field(expr, 'field'), is named `field`.
+            if name == "get_field"
+                && let FunctionArguments::List(list) = &f.args
+                && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) =
+                    list.args.get(1)
+                && let Value::SingleQuotedString(field) = &v.value
+            {
+                return Some(field.clone());
+            }
+            name
+        }
+        Expr::Cast {
+            expr, data_type, ..
+        } => match figure_colname(expr) {
+            Some(name) if name != "?column?" => name,
+            // A cast of a column is named after the column.
+            None => match expr.as_ref() {
+                Expr::Identifier(id) => ident(id),
+                Expr::CompoundIdentifier(ids) => ids.last().map(ident)?,
+                _ => pg_type_name(data_type),
+            },
+            _ => pg_type_name(data_type),
+        },
+        Expr::TypedString(typed) => pg_type_name(&typed.data_type),
+        Expr::Case { .. } => "case".into(),
+        Expr::Exists { .. } => "exists".into(),
+        Expr::Array(_) => "array".into(),
+        Expr::Extract { .. } => "extract".into(),
+        Expr::Substring { .. } => "substring".into(),
+        Expr::Position { .. } => "position".into(),
+        Expr::Trim { .. } => "btrim".into(),
+        Expr::Ceil { .. } => "ceil".into(),
+        Expr::Floor { .. } => "floor".into(),
+        Expr::Overlay { .. } => "overlay".into(),
+        Expr::AtTimeZone { .. } => "timezone".into(),
+        Expr::Interval(_) => "interval".into(),
+        _ => "?column?".into(),
+    })
+}
+
+/// PostgreSQL's own name of a type as written in a cast (`int` is `int4`).
+fn pg_type_name(data_type: &datafusion::sql::sqlparser::ast::DataType) -> String {
+    let text = data_type.to_string().to_lowercase();
+    let base = text.split('(').next().unwrap_or(&text).trim();
+    let base = base.strip_prefix("pg_catalog.").unwrap_or(base);
+    match base {
+        "int" | "integer" | "int4" => "int4",
+        "bigint" | "int8" => "int8",
+        "smallint" | "int2" => "int2",
+        "real" | "float4" => "float4",
+        "double precision" | "double" | "float8" | "float" => "float8",
+        "boolean" | "bool" => "bool",
+        "decimal" | "numeric" => "numeric",
+        "character varying" | "varchar" => "varchar",
+        "character" | "char" => "bpchar",
+        "timestamp without time zone" | "timestamp" => "timestamp",
+        "timestamp with time zone" | "timestamptz" => "timestamptz",
+        other => return other.to_string(),
+    }
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(sql: &str, columns: usize) -> Option<Vec<Option<String>>> {
+        use datafusion::sql::sqlparser::ast::VisitMut;
+        let mut statements = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+            &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+            sql,
+        )
+        .unwrap();
+        let _ = statements[0].visit(&mut ClientRewrites);
+        pg_column_names(&statements[0], columns)
+    }
+
+    #[test]
+    fn output_columns_are_named_as_postgresql_names_them() {
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            names(
+                "SELECT code, s.name, count(*), MIN(v.date), count(*) FILTER (WHERE x > 1), \
+                 1, 1 + 2, code::int, '2021-01-01'::date, CAST(x AS BIGINT), \
+                 CASE WHEN a THEN 1 END, upper(name) AS up, (f(x)).n, \"Max\"(y) \
+                 FROM t",
+                14
+            ),
+            Some(vec![
+                None,
+                None,
+                s("count"),
+                s("min"),
+                s("count"),
+                s("?column?"),
+                s("?column?"),
+                s("code"),
+                s("date"),
+                s("x"),
+                s("case"),
+                None,
+                s("n"),
+                s("Max"),
+            ])
+        );
+        // The first branch names a union's columns; a wildcard leaves the engine's names.
+        assert_eq!(
+            names("SELECT sum(a) FROM t UNION ALL SELECT 1", 1),
+            Some(vec![s("sum")])
+        );
+        assert_eq!(names("SELECT *, count(*) FROM t", 3), None);
+        assert_eq!(names("SELECT a, b FROM t", 3), None);
+    }
+
+    #[test]
+    fn sizes_print_as_postgresql_prints_them() {
+        assert_eq!(size_pretty(0), "0 bytes");
+        assert_eq!(size_pretty(10239), "10239 bytes");
+        assert_eq!(size_pretty(10240), "10 kB");
+        assert_eq!(size_pretty(1_500_000), "1465 kB");
+        assert_eq!(size_pretty(123_456_789), "118 MB");
+        assert_eq!(size_pretty(-20480), "-20 kB");
+    }
 }

@@ -61,8 +61,8 @@ use compat::{ClientRewrites, install_pg_catalog};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, METADATA_USER, PgWireConnectionState, PgWireServerHandlers,
-    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
+    ClientInfo, ClientPortalStore, METADATA_DATABASE, METADATA_USER, PgWireConnectionState,
+    PgWireServerHandlers, PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
@@ -326,6 +326,10 @@ struct Startup {
     tls_required: bool,
 }
 
+/// The databases a connection may name: `raw`, the lake's raw layer that `pg_catalog`
+/// describes, and `postgres`, the same tables, for tools that connect there first.
+const DATABASES: &[&str] = &["raw", "postgres"];
+
 fn parameters(login: &str) -> DefaultServerParameterProvider {
     let mut p = DefaultServerParameterProvider::default();
     // psql and drivers read the major version to pick their catalog queries.
@@ -356,6 +360,24 @@ impl StartupHandler for Startup {
                         "28000",
                         "this server takes logins over TLS only: connect with sslmode=require",
                     ));
+                }
+                // The lake's tables are in database `raw` (`postgres` is there for tools that
+                // connect to it first); another name is an error, as PostgreSQL's own.
+                let database = startup
+                    .parameters
+                    .get(METADATA_DATABASE)
+                    .or_else(|| startup.parameters.get(METADATA_USER));
+                if let Some(db) = database
+                    && !DATABASES.contains(&db.as_str())
+                {
+                    return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                        "FATAL".into(),
+                        "3D000".into(),
+                        format!(
+                            "database \"{}\" does not exist: the lake's tables are in database \"raw\"",
+                            db.chars().take(64).collect::<String>()
+                        ),
+                    ))));
                 }
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
@@ -593,7 +615,27 @@ async fn session(state: &AppState, conn: &Connection) -> PgWireResult<Arc<Sessio
     )
     .await
     .map_err(query_error)?;
-    install_pg_catalog(engine.context())
+    // Tables' descriptions (psql's \dt+, BI tools) are their catalog titles.
+    let titles = state
+        .catalog()
+        .datasets(&reservoir_catalog::DatasetFilter {
+            layer: Some(reservoir_lake::Layer::Raw.as_str().to_string()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| api_error(e.into()))?
+        .into_iter()
+        .map(|d| {
+            let title = if d.title.is_empty() {
+                d.description
+            } else {
+                d.title
+            };
+            ((d.unit_id, d.name), title)
+        })
+        .filter(|(_, title)| !title.is_empty())
+        .collect();
+    install_pg_catalog(engine.context(), titles)
         .await
         .map_err(|e| df_error(&e))?;
     let session = Arc::new(Session {
@@ -603,6 +645,30 @@ async fn session(state: &AppState, conn: &Connection) -> PgWireResult<Arc<Sessio
     });
     *cached = Some(session.clone());
     Ok(session)
+}
+
+/// `schema` with the output columns the statement leaves unnamed named as PostgreSQL names
+/// them (see [`compat::pg_column_names`]).
+fn pg_named(
+    statement: &Statement,
+    schema: &arrow::datatypes::Schema,
+) -> arrow::datatypes::SchemaRef {
+    let Some(names) = compat::pg_column_names(statement, schema.fields().len()) else {
+        return Arc::new(schema.clone());
+    };
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .zip(names)
+        .map(|(field, name)| match name {
+            Some(name) => Arc::new(field.as_ref().clone().with_name(name)),
+            None => field.clone(),
+        })
+        .collect();
+    Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
 }
 
 /// A statement planned, admitted and running: its columns and its guarded batches.
@@ -751,7 +817,7 @@ impl Service {
             }
         };
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        let schema = Arc::new(df.schema().as_arrow().clone());
+        let schema = pg_named(statement, df.schema().as_arrow());
         if let Some(Err(e)) = copy.map(|c| c.forced(&schema)) {
             self.refused(event, &e).await;
             return Err(e);
@@ -1159,9 +1225,9 @@ impl QueryParser for Parser {
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         match stmt {
-            (_, Some((Statement::Query(_) | Statement::Explain { .. }, plan))) => {
+            (_, Some((statement @ (Statement::Query(_) | Statement::Explain { .. }), plan))) => {
                 arrow_schema_to_pg_fields(
-                    plan.schema().as_arrow(),
+                    &pg_named(statement, plan.schema().as_arrow()),
                     column_format.unwrap_or(&Format::UnifiedText),
                     None,
                 )
