@@ -39,6 +39,11 @@ def main(base):
     assert by_freq["facets"]["update_frequency"] == {"daily": 1}, by_freq["facets"]
     by_org = ckan.action.package_search(fq="organization:minzheng", rows=100)
     assert {r["name"] for r in by_org["results"]} == {"minzheng-villages", "minzheng-streets"}, by_org
+    # Solr field queries in q, as CKAN takes them: a name that is not there finds nothing.
+    assert ckan.action.package_search(q="name:nothing")["count"] == 0
+    named = ckan.action.package_search(q="name:minzheng-villages")
+    assert [r["name"] for r in named["results"]] == ["minzheng-villages"], named
+    assert ckan.action.package_search(q="村居 organization:weijian")["count"] == 0
     paged = ckan.action.package_search(rows=1, start=1, sort="name asc")
     assert paged["count"] == len(names) and len(paged["results"]) == 1, paged
     assert paged["results"][0]["name"] == sorted(names)[1], paged
@@ -47,6 +52,11 @@ def main(base):
     pkg = ckan.action.package_show(id="minzheng-villages")
     assert pkg["title"] == "松江区村居委会", pkg["title"]
     assert pkg["organization"]["title"] == "区民政局", pkg["organization"]
+    # The configured licence (CC BY 4.0 by default), by CKAN's licence id; a contact that is not
+    # an address is the maintainer, not the maintainer_email.
+    assert pkg["license_id"] == "cc-by", pkg["license_id"]
+    assert pkg["license_url"] == "https://creativecommons.org/licenses/by/4.0/", pkg
+    assert pkg["maintainer_email"] == "" or "@" in pkg["maintainer_email"], pkg
     formats = {r["format"]: r for r in pkg["resources"]}
     assert set(formats) == {"CSV", "JSON", "XLSX", "Parquet"}, formats.keys()
     datastore = formats["CSV"]
@@ -156,6 +166,12 @@ def check_dcat(base, names):
 
     DCAT = rdflib.Namespace("http://www.w3.org/ns/dcat#")
     DCT = rdflib.Namespace("http://purl.org/dc/terms/")
+    FOAF = rdflib.Namespace("http://xmlns.com/foaf/0.1/")
+    # The catalog is published by the platform (open.publisher), not by one of its units.
+    catalog = next(g.subjects(rdflib.RDF.type, DCAT.Catalog))
+    publisher = g.value(catalog, DCT.publisher)
+    assert publisher is not None and "/units/" not in str(publisher), publisher
+    assert str(g.value(publisher, FOAF.name)) == "松江区大数据中心（演示）", g.value(publisher, FOAF.name)
     datasets = set(g.subjects(rdflib.RDF.type, DCAT.Dataset))
     assert len(datasets) == len(names), (len(datasets), len(names))
     # Open datasets' distributions are the portal's downloads, and each one downloads.

@@ -88,6 +88,8 @@ pub struct CatalogInfo<'a> {
     pub license: &'a str,
     /// The administrative division the data covers (GB/T 2260 code and name), if configured.
     pub spatial: Option<(&'a str, &'a str)>,
+    /// Who publishes the catalog: the organization running the platform (e.g. 松江区大数据中心).
+    pub publisher: &'a str,
 }
 
 /// The EU frequency vocabulary that DCAT-AP uses for `dct:accrualPeriodicity`.
@@ -327,10 +329,17 @@ pub fn catalog_triples(
     if let Some(s) = &spatial {
         g.add(catalog.clone(), term(DCT, "spatial"), s.clone());
     }
-    let publisher = datasets.first().map(|d| org(&d.unit_id));
-    if let Some(p) = &publisher {
-        g.add(catalog.clone(), term(DCT, "publisher"), p.clone());
-    }
+    // The catalog's publisher is the platform's operator, not any one of the units in it.
+    let publisher = iri(format!("{base}/publisher"));
+    g.add(catalog.clone(), term(DCT, "publisher"), publisher.clone());
+    g.typed(&publisher, term(FOAF, "Organization"));
+    g.typed(&publisher, term(FOAF, "Agent"));
+    g.add(publisher.clone(), term(FOAF, "name"), zh(info.publisher));
+    g.add(
+        publisher,
+        term(DCT, "type"),
+        term(&format!("{EU}corporate-body-classification/"), "AGENCY"),
+    );
     let issued = |d: &Dataset| d.meta.published_at.as_deref().and_then(date_literal);
     let modified = |d: &Dataset| {
         d.meta

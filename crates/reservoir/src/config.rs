@@ -31,8 +31,22 @@ pub struct OpenSection {
     /// The administrative division the platform's data covers: GB/T 2260 code and name.
     pub region_code: String,
     pub region_name: String,
+    /// The organization that runs the platform and publishes its open catalog (DCAT's catalog
+    /// publisher), e.g. 松江区大数据中心; empty: the region's name with 公共数据开放平台.
+    pub publisher: String,
     /// Memory the public's queries over open data hold together, in MiB.
     pub query_memory_mb: usize,
+}
+
+impl OpenSection {
+    /// `publisher`, else the region's 公共数据开放平台.
+    pub fn publisher(&self) -> String {
+        if !self.publisher.trim().is_empty() {
+            self.publisher.trim().to_string()
+        } else {
+            format!("{}公共数据开放平台", self.region_name.trim())
+        }
+    }
 }
 
 impl Default for OpenSection {
@@ -41,6 +55,7 @@ impl Default for OpenSection {
             license: reservoir_catalog::dcat::DEFAULT_LICENSE.into(),
             region_code: String::new(),
             region_name: String::new(),
+            publisher: String::new(),
             query_memory_mb: 256,
         }
     }
@@ -214,6 +229,8 @@ license = "https://creativecommons.org/licenses/by/4.0/"
 # The administrative division the data covers (GB/T 2260), e.g. region_code = "440604".
 region_code = ""
 region_name = ""
+# Who runs the platform and publishes the open catalog, e.g. publisher = "松江区大数据中心".
+publisher = ""
 # Memory the public's queries (CKAN datastore API, downloads) hold together, in MiB.
 query_memory_mb = 256
 
@@ -319,8 +336,14 @@ impl Config {
             open_license: self.open.license.clone(),
             open_region: (!self.open.region_code.is_empty())
                 .then(|| (self.open.region_code.clone(), self.open.region_name.clone())),
+            open_publisher: self.open.publisher(),
             open_query_memory: self.open.query_memory_mb << 20,
         })
+    }
+
+    /// The platform's own name (the catalog's publisher), from `open.publisher` or the region.
+    pub fn publisher_name(&self) -> String {
+        self.open.publisher()
     }
 
     /// Settings for the PostgreSQL listener (`None` when it is off); TLS paths resolve against

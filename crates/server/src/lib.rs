@@ -74,6 +74,8 @@ pub struct ServerConfig {
     pub open_license: String,
     /// The administrative division the data covers: GB/T 2260 code and name.
     pub open_region: Option<(String, String)>,
+    /// Who runs the platform and publishes the open catalog (DCAT's catalog publisher).
+    pub open_publisher: String,
     /// Memory the public's queries over open data (CKAN's datastore API, downloads) hold
     /// together, apart from everyone else's.
     pub open_query_memory: usize,
@@ -95,6 +97,7 @@ impl Default for ServerConfig {
             secure_cookies: true,
             open_license: reservoir_catalog::dcat::DEFAULT_LICENSE.into(),
             open_region: None,
+            open_publisher: "公共数据开放平台".into(),
             open_query_memory: 256 << 20,
         }
     }

@@ -483,6 +483,97 @@ fn resources(base: &str, e: &OpenEntry) -> Vec<Value> {
     }
 }
 
+/// A licence as CKAN names it: its licence register's id and title for the licences it knows,
+/// `other-open` with the IRI for others.
+struct CkanLicense {
+    id: String,
+    title: String,
+    url: String,
+}
+
+fn ckan_license(iri: &str) -> CkanLicense {
+    let key = iri
+        .trim()
+        .trim_end_matches('/')
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .to_ascii_lowercase();
+    let known = [
+        (
+            "creativecommons.org/licenses/by/",
+            "cc-by",
+            "Creative Commons Attribution",
+        ),
+        (
+            "creativecommons.org/licenses/by-sa/",
+            "cc-by-sa",
+            "Creative Commons Attribution Share-Alike",
+        ),
+        (
+            "creativecommons.org/licenses/by-nc/",
+            "cc-nc",
+            "Creative Commons Non-Commercial (Any)",
+        ),
+        (
+            "creativecommons.org/publicdomain/zero/",
+            "cc-zero",
+            "Creative Commons CCZero",
+        ),
+        (
+            "opendatacommons.org/licenses/by",
+            "odc-by",
+            "Open Data Commons Attribution License",
+        ),
+        (
+            "opendatacommons.org/licenses/odbl",
+            "odc-odbl",
+            "Open Data Commons Open Database License (ODbL)",
+        ),
+        (
+            "opendatacommons.org/licenses/pddl",
+            "odc-pddl",
+            "Open Data Commons Public Domain Dedication and License (PDDL)",
+        ),
+    ];
+    for (prefix, id, title) in known {
+        if let Some(rest) = key.strip_prefix(prefix) {
+            // The version, where the IRI has one (…/by/4.0 → "4.0").
+            let version = rest.split('/').next().unwrap_or_default();
+            let title = if version.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                format!("{title} {version}")
+            } else {
+                title.to_string()
+            };
+            return CkanLicense {
+                id: id.into(),
+                title,
+                url: iri.trim().into(),
+            };
+        }
+    }
+    CkanLicense {
+        id: "other-open".into(),
+        title: iri.trim().into(),
+        url: iri.trim().into(),
+    }
+}
+
+/// `text` where it is an email address, else empty (CKAN's `maintainer_email` is an address;
+/// a contact given as a department's name goes in `maintainer`).
+fn email(text: &str) -> String {
+    let text = text.trim();
+    match text.split_once('@') {
+        Some((user, host))
+            if !user.is_empty()
+                && host.contains('.')
+                && !text.chars().any(|c| c.is_whitespace() || c == ',') =>
+        {
+            text.to_string()
+        }
+        _ => String::new(),
+    }
+}
+
 async fn package(
     state: &AppState,
     base: &str,
@@ -523,6 +614,15 @@ async fn package(
         ]
     };
     let res = resources(base, e);
+    let license = if e.open.is_some() {
+        ckan_license(&state.config().open_license)
+    } else {
+        CkanLicense {
+            id: "other-closed".into(),
+            title: "有条件开放 (conditional: apply for access)".into(),
+            url: String::new(),
+        }
+    };
     Ok(json!({
         "id": e.package_name(),
         "name": e.package_name(),
@@ -531,11 +631,16 @@ async fn package(
         "type": "dataset",
         "state": "active",
         "private": false,
-        "license_id": if e.open.is_some() { "odc-by" } else { "other-closed" },
-        "license_title": if e.open.is_some() { "Open Data Commons Attribution License" } else { "有条件开放 (conditional)" },
+        "license_id": license.id,
+        "license_title": license.title,
+        "license_url": license.url,
         "author": unit.map(|u| u.name.clone()).unwrap_or_default(),
-        "maintainer": unit.map(|u| u.name.clone()).unwrap_or_default(),
-        "maintainer_email": e.raw.meta.contact,
+        "maintainer": if e.raw.meta.contact.trim().is_empty() || !email(&e.raw.meta.contact).is_empty() {
+            unit.map(|u| u.name.clone()).unwrap_or_default()
+        } else {
+            e.raw.meta.contact.trim().to_string()
+        },
+        "maintainer_email": email(&e.raw.meta.contact),
         "metadata_created": e.raw.created_at,
         "metadata_modified": modified,
         "owner_org": d.unit_id,
@@ -567,6 +672,19 @@ async fn package(
 
 /// `fq` clauses CKAN clients send: `organization:x`, `tags:x`, `groups:x`, `res_format:CSV`,
 /// `open_tier:open`, `update_frequency:monthly`, joined by spaces or `AND`.
+/// The fields `fq` (and field queries in `q`) filter on.
+const FQ_FIELDS: &[&str] = &[
+    "organization",
+    "owner_org",
+    "tags",
+    "groups",
+    "res_format",
+    "open_tier",
+    "update_frequency",
+    "name",
+    "title",
+];
+
 fn matches_fq(e: &OpenEntry, fq: &str) -> CkanResult<bool> {
     for clause in fq
         .split_whitespace()
@@ -575,7 +693,8 @@ fn matches_fq(e: &OpenEntry, fq: &str) -> CkanResult<bool> {
         let clause = clause.trim_start_matches('+');
         let Some((field, value)) = clause.split_once(':') else {
             return Err(CkanError::validation(format!(
-                "fq clause {clause:?}: expected field:value (organization, tags, groups, res_format, open_tier, update_frequency)"
+                "fq clause {clause:?}: expected field:value ({})",
+                FQ_FIELDS.join(", ")
             )));
         };
         let value = value.trim_matches('"');
@@ -590,9 +709,11 @@ fn matches_fq(e: &OpenEntry, fq: &str) -> CkanResult<bool> {
             "open_tier" => e.raw.open_tier.as_str() == value,
             "update_frequency" => e.raw.update_frequency.as_str() == value,
             "name" => e.package_name() == value,
+            "title" => e.raw.title.contains(value),
             other => {
                 return Err(CkanError::validation(format!(
-                    "fq field {other:?} is not supported (organization, tags, groups, res_format, open_tier, update_frequency, name)"
+                    "fq field {other:?} is not supported ({})",
+                    FQ_FIELDS.join(", ")
                 )));
             }
         };
@@ -819,7 +940,20 @@ async fn package_search(
     let q = text_param(p, "q").unwrap_or_default();
     let q = q.trim();
     let q = if q == "*:*" { "" } else { q };
-    let fq = text_param(p, "fq").unwrap_or_default();
+    // CKAN's q takes Solr field queries (`name:minzheng-villages`, `tags:村居`) beside words:
+    // those go with fq's clauses, the words to the search.
+    let (words, fields): (Vec<&str>, Vec<&str>) = q.split_whitespace().partition(|t| {
+        !t.trim_start_matches('+')
+            .split_once(':')
+            .is_some_and(|(f, _)| FQ_FIELDS.contains(&f))
+    });
+    let q = words.join(" ");
+    let q = q.as_str();
+    let fq = format!(
+        "{} {}",
+        text_param(p, "fq").unwrap_or_default(),
+        fields.join(" ")
+    );
     let rows = int_param(p, "rows", 10)?.clamp(0, 1000) as usize;
     let start = int_param(p, "start", 0)?.max(0) as usize;
     let sort = text_param(p, "sort").unwrap_or_else(|| {
@@ -1457,6 +1591,7 @@ async fn public_catalog(
             .open_region
             .as_ref()
             .map(|(code, name)| (code.as_str(), name.as_str())),
+        publisher: &config.open_publisher,
     };
     let by_id: std::collections::HashMap<i64, &OpenEntry> =
         entries.iter().map(|e| (e.raw.id, e)).collect();

@@ -415,13 +415,18 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
                         })?;
                     let base_url = base.as_str().trim_end_matches('/').to_string();
                     use reservoir_catalog::dcat;
+                    let publisher = home.config.publisher_name();
                     let info = dcat::CatalogInfo {
                         title: "数据资源目录",
                         description: "政务数据资源目录：各单位的数据集、字段、更新频率与开放属性",
                         base_url: &base_url,
                         homepage: format!("{base_url}/"),
-                        license: dcat::DEFAULT_LICENSE,
-                        spatial: None,
+                        license: &home.config.open.license,
+                        spatial: (!home.config.open.region_code.is_empty()).then_some((
+                            home.config.open.region_code.as_str(),
+                            home.config.open.region_name.as_str(),
+                        )),
+                        publisher: &publisher,
                     };
                     let triples = dcat::catalog_triples(&info, &units, &datasets, |d| {
                         dcat::declared_access(&base_url, d)

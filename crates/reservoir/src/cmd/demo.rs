@@ -176,7 +176,11 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?
             .replace("region_code = \"\"", "region_code = \"310117\"")
-            .replace("region_name = \"\"", "region_name = \"上海市松江区\"");
+            .replace("region_name = \"\"", "region_name = \"上海市松江区\"")
+            .replace(
+                "publisher = \"\"",
+                "publisher = \"松江区大数据中心（演示）\"",
+            );
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         home.catalog.close().await;
         Home::open(&root).await?
@@ -261,7 +265,7 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     match home.ensure_operator().await? {
         Some((login, password)) => {
             println!();
-            crate::cmd::init::print_first_login(&login, &password);
+            crate::cmd::init::print_first_login(&home.root, &login, &password);
         }
         None => println!(
             "\nLog in to the console with an operator account (forgotten: \

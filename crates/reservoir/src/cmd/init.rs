@@ -35,7 +35,7 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
     home.mask_key()?;
     home.audit_key()?;
     if let Some((login, password)) = home.ensure_operator().await? {
-        print_first_login(&login, &password);
+        print_first_login(&home.root, &login, &password);
     }
     let key = home.platform_key()?;
     println!(
@@ -48,8 +48,12 @@ pub async fn run(home_flag: Option<&Path>, args: Args) -> Result<ExitCode> {
 }
 
 /// The first operator's login, shown once.
-pub fn print_first_login(login: &str, password: &str) {
-    println!("  first operator account (shown once; change the password at the first login):");
+pub fn print_first_login(home: &Path, login: &str, password: &str) {
+    println!("  first operator account (shown once; change the password at the first login,");
+    println!("  in the console, before psql or the API take it):");
     println!("           login {login}   password {password}");
-    println!("           lost it? `reservoir user reset-password {login}` on this machine");
+    println!(
+        "           lost it? `reservoir --home {} user reset-password {login}` on this machine",
+        home.display()
+    );
 }
