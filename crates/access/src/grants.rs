@@ -375,6 +375,15 @@ impl Access {
                 format_ts(end)
             }
         };
+        // The grant starts with the requested period: its first day from 00:00 China Standard
+        // Time (16:00 UTC the day before); a period already begun starts now.
+        let start = parse_day("period start", &request.period_start)?;
+        let starts_at = start
+            .pred_opt()
+            .and_then(|d| d.and_hms_opt(16, 0, 0))
+            .map(|t| t.and_utc())
+            .filter(|t| *t > Utc::now())
+            .map(format_ts);
         let grant = self
             .create_grant(
                 by,
@@ -385,7 +394,7 @@ impl Access {
                     row_filter: approval.row_filter.clone(),
                     purpose: request.purpose.clone(),
                     request_id: Some(request.id),
-                    starts_at: None,
+                    starts_at,
                     expires_at,
                     hours: approval.hours.clone(),
                     rate_per_minute: approval.rate_per_minute,

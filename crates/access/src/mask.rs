@@ -97,7 +97,7 @@ impl FromStr for Mask {
 
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim();
-        let expected = "expected none, redact, keep:FIRST,LAST (e.g. keep:6,4), hash, year, \
+        let expected = "expected none, redact, keep:FIRST,LAST (e.g. keep:6,4 or keep:6/4), hash, year, \
                         street or null";
         match s {
             "none" | "" => Ok(Self::None),
@@ -110,7 +110,11 @@ impl FromStr for Mask {
                 let Some(spec) = s.strip_prefix("keep:") else {
                     return Err(Error::invalid("mask", format!("{s:?}: {expected}")));
                 };
-                let (first, last) = spec.split_once(',').unwrap_or((spec, "0"));
+                // keep:F,L, or keep:F/L where commas separate columns (grant create --columns).
+                let (first, last) = spec
+                    .split_once(',')
+                    .or_else(|| spec.split_once('/'))
+                    .unwrap_or((spec, "0"));
                 let parse = |n: &str| {
                     n.trim().parse::<u32>().map_err(|_| {
                         Error::invalid("mask", format!("{s:?}: {n:?} is not a count; {expected}"))
@@ -309,6 +313,10 @@ mod tests {
         assert_eq!(
             "keep:1".parse::<Mask>().unwrap(),
             Mask::Keep { first: 1, last: 0 }
+        );
+        assert_eq!(
+            "keep:6/4".parse::<Mask>().unwrap(),
+            Mask::Keep { first: 6, last: 4 }
         );
         let err = "keep:a,1".parse::<Mask>().unwrap_err().to_string();
         assert!(err.contains("\"a\" is not a count"), "{err}");

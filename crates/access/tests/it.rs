@@ -539,6 +539,29 @@ async fn requests_and_grants(catalog: Catalog, raw: Raw) {
     let withdrawn = access.withdraw(third.id, &consumer).await.unwrap();
     assert_eq!(withdrawn.status, RequestStatus::Withdrawn);
 
+    // A period that starts later starts its grant later: from 00:00 (UTC+8) of its first day.
+    let later = access
+        .file_request(
+            &consumer,
+            &NewRequest {
+                period_start: (today + Duration::days(10)).to_string(),
+                ..new.clone()
+            },
+        )
+        .await
+        .unwrap();
+    let (_, deferred) = access
+        .approve(later.id, &Principal::of(&steward), &Approval::default())
+        .await
+        .unwrap();
+    let first_day = format!("{}T16:00:00", today + Duration::days(9));
+    assert!(
+        deferred.starts_at.starts_with(&first_day),
+        "{}",
+        deferred.starts_at
+    );
+    assert!(!deferred.active_at(&reservoir_catalog::format_ts(Utc::now())));
+
     // Nobody decides their own request or grants themselves access.
     let own = access
         .file_request(

@@ -308,6 +308,8 @@ pub struct ApplicationReceipt {
 
 /// Applications allowed per client address in an hour.
 const APPLICATIONS_PER_HOUR: usize = 5;
+/// Application forms an address may send an hour, refused ones included.
+const APPLICATION_ATTEMPTS_PER_HOUR: usize = 30;
 
 /// Applies for a conditionally open dataset without an account: registers the applicant (a
 /// consumer account without a unit, which sees nothing until approved), files the request for
@@ -346,11 +348,23 @@ async fn apply_inner(state: &AppState, caller: &Caller, body: Application) -> Ap
         .ip
         .map(|i| i.to_string())
         .unwrap_or_else(|| "unknown".into());
-    if let Err(wait) = state.login_limiter().hit(
-        &format!("apply:{ip}"),
-        APPLICATIONS_PER_HOUR,
-        Duration::from_secs(3600),
-    ) {
+    // Filed applications count against the address (five an hour); a form refused for a typo
+    // does not, though attempts of any kind are bounded too.
+    let hour = Duration::from_secs(3600);
+    let filed = format!("apply:{ip}");
+    let limited = state
+        .login_limiter()
+        .hit(
+            &format!("apply-try:{ip}"),
+            APPLICATION_ATTEMPTS_PER_HOUR,
+            hour,
+        )
+        .and_then(|()| {
+            state
+                .login_limiter()
+                .check(&filed, APPLICATIONS_PER_HOUR, hour)
+        });
+    if let Err(wait) = limited {
         return Ok(too_many(
             format!("too many applications from this address; try again in {wait} s"),
             wait,
@@ -449,6 +463,9 @@ async fn apply_inner(state: &AppState, caller: &Caller, body: Application) -> Ap
             },
         )
         .await?;
+    let _ = state
+        .login_limiter()
+        .hit(&filed, APPLICATIONS_PER_HOUR, hour);
     let mut e = reservoir_access::AuditEvent::new(
         &user.id,
         "open.apply",
