@@ -829,7 +829,15 @@ function applyStaticText() {
   document.title = 'Reservoir · ' + t('brand');
 }
 
-async function route() {
+// Routes run one after another: a language switch and a hash change at once would otherwise
+// render two pages into <main> together.
+let routing = Promise.resolve();
+function route() {
+  routing = routing.then(renderRoute, renderRoute);
+  return routing;
+}
+
+async function renderRoute() {
   const hash = location.hash.replace(/^#/, '') || '/';
   const [path, query] = hash.split('?');
   const params = new URLSearchParams(query || '');
@@ -838,6 +846,7 @@ async function route() {
   for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.page === (page === 'dataset' ? 'catalog' : page));
   const main = document.getElementById('main');
   main.replaceChildren();
+  main.dataset.ready = 'false';
   main.dataset.page = page;
   try {
     if (!me) await loadMe();
