@@ -115,8 +115,9 @@ def main(base):
     assert all(not r["datastore_active"] for r in cond["resources"]), cond["resources"]
     try:
         ckan.action.datastore_search(resource_id="weijian-vaccinations")
-    except ckanapi.NotFound:
-        pass
+    except ckanapi.NotFound as e:
+        # ckanapi shows what follows CKAN's "Not found: ", so the whole reason reaches the user.
+        assert "weijian-vaccinations" in str(e) and "apply" in str(e), str(e)
     else:
         raise SystemExit("a conditional dataset's rows were served")
     try:

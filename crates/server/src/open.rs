@@ -240,6 +240,18 @@ fn ckan_ok(base: &str, action: &str, result: Value) -> Response {
 }
 
 fn ckan_err(base: &str, action: &str, status: StatusCode, kind: &str, message: String) -> Response {
+    // CKAN words these errors "Not found: …" and "Access denied: …", and clients (ckanapi)
+    // drop what comes before the first ": " to show the rest.
+    let prefix = match kind {
+        "Not Found Error" => "Not found: ",
+        "Authorization Error" => "Access denied: ",
+        _ => "",
+    };
+    let message = if message.starts_with(prefix) {
+        message
+    } else {
+        format!("{prefix}{message}")
+    };
     (
         status,
         Json(json!({
