@@ -769,6 +769,17 @@ async fn open_connections_follow_the_account_and_share_the_quota() {
         assert!(msg(r).contains("quota"), "{r:?}");
     }
     assert_eq!(served(&w, "quota", 20).await, 20);
+    // With the quota used up the table is withheld, and the error says why.
+    let e = failed(
+        conns[0]
+            .query("SELECT code, name FROM minzheng.streets", &[])
+            .await,
+        "withheld",
+    );
+    assert!(
+        msg(&e).contains("withheld") && msg(&e).contains("quota"),
+        "{e:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -917,4 +928,136 @@ async fn copy_to_the_client_under_the_grants() {
             && e.row_count == Some(n)),
         "{entries:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bi_tools_catalog_functions_answer_for_the_session() {
+    let w = world().await;
+    let analyst = connect(&w, "analyst", &w.analyst_token).await.unwrap();
+    let one = |sql: &'static str| {
+        let analyst = &analyst;
+        async move {
+            analyst
+                .query_one(sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        }
+    };
+    // Privileges as granted (Metabase reads them to tell readable and writable tables apart):
+    // SELECT on the granted table only, nothing that writes, USAGE on its schema only.
+    let row = one(
+        "SELECT has_table_privilege('minzheng.villages', 'SELECT'), \
+                has_table_privilege(current_user, 'minzheng.villages', 'select,update'), \
+                has_table_privilege('minzheng.villages', 'DELETE'), \
+                has_table_privilege('tongji.gdp', 'SELECT'), \
+                has_any_column_privilege('minzheng.villages', 'UPDATE'), \
+                has_schema_privilege('minzheng', 'USAGE'), \
+                has_schema_privilege('tongji', 'USAGE'), \
+                has_schema_privilege('minzheng', 'CREATE'), \
+                has_database_privilege('raw', 'CONNECT'), \
+                has_table_privilege('pg_class', 'SELECT')",
+    )
+    .await;
+    let got: Vec<bool> = (0..10).map(|i| row.get(i)).collect();
+    assert_eq!(
+        got,
+        [
+            true, true, false, false, false, true, false, false, true, true
+        ]
+    );
+    // By oid, as DBeaver asks.
+    let row = one(
+        "SELECT has_table_privilege(c.oid, 'SELECT') FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'minzheng' AND c.relname = 'villages'",
+    )
+    .await;
+    assert!(row.get::<_, bool>(0));
+
+    // Who is connected, and the server's settings (Grafana's version probe).
+    let row = one("SELECT current_user AS u, session_user AS s, \
+                CAST(current_setting('server_version_num') AS INT) / 100, \
+                current_setting('no_such_setting', true)")
+    .await;
+    assert_eq!(row.get::<_, String>(0), "analyst");
+    assert_eq!(row.get::<_, String>(1), "analyst");
+    assert_eq!(row.get::<_, i64>(2), 1600);
+    assert_eq!(row.get::<_, Option<String>>(3), None);
+    let e = failed(
+        analyst
+            .query("SELECT current_setting('no_such_setting')", &[])
+            .await,
+        "unknown setting",
+    );
+    assert!(
+        msg(&e).contains("unrecognized configuration parameter"),
+        "{e:?}"
+    );
+    for (show, column, value) in [
+        ("SHOW server_version_num", "server_version_num", "160006"),
+        ("SHOW server_encoding", "server_encoding", "UTF8"),
+        ("SHOW timezone", "TimeZone", "UTC"),
+    ] {
+        let rows = analyst.simple_query(show).await.unwrap();
+        let tokio_postgres::SimpleQueryMessage::Row(row) = &rows[1] else {
+            panic!("{show}: {rows:?}")
+        };
+        assert_eq!(row.columns()[0].name(), column, "{show}");
+        assert_eq!(row.get(0), Some(value), "{show}");
+    }
+
+    // format() as Metabase builds qualified names with it; descriptions from the catalog.
+    let row =
+        one("SELECT format('%I.%I', 'minzheng', 'Villages'), format('%s = %L', 'a', 'it''s')")
+            .await;
+    assert_eq!(row.get::<_, String>(0), "minzheng.\"Villages\"");
+    assert_eq!(row.get::<_, String>(1), "a = 'it''s'");
+    let row = one(
+        "SELECT obj_description(c.oid, 'pg_class'), col_description(c.oid, 1) \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'minzheng' AND c.relname = 'villages'",
+    )
+    .await;
+    assert_eq!(
+        row.get::<_, Option<String>>(0).as_deref(),
+        Some("松江区村居委会")
+    );
+    // The villages file's columns carry no titles of their own: NULL, not an invented one.
+    let fields = w
+        .state
+        .catalog()
+        .fields(
+            w.state
+                .catalog()
+                .dataset("raw", "minzheng", "villages")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+        )
+        .await
+        .unwrap();
+    let first = analyst
+        .query_one(
+            "SELECT a.attname FROM pg_catalog.pg_attribute a \
+             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'minzheng' AND c.relname = 'villages' AND a.attnum = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, String>(0);
+    let expected = fields
+        .iter()
+        .find(|f| f.name == first)
+        .map(|f| {
+            if f.title.is_empty() {
+                f.description.clone()
+            } else {
+                f.title.clone()
+            }
+        })
+        .filter(|t| !t.is_empty());
+    assert_eq!(row.get::<_, Option<String>>(1), expected);
 }

@@ -160,7 +160,8 @@ impl CatalogInfo for RawLayer {
 /// raw layer's tables the session sees, nothing more.
 pub(super) async fn install_pg_catalog(
     ctx: &datafusion::prelude::SessionContext,
-    titles: HashMap<(String, String), String>,
+    login: &str,
+    catalog: &reservoir_catalog::Catalog,
 ) -> Result<(), DataFusionError> {
     let raw = reservoir_lake::Layer::Raw.as_str();
     setup_pg_catalog(ctx, raw, EmptyContextProvider).map_err(|e| *e)?;
@@ -183,8 +184,12 @@ pub(super) async fn install_pg_catalog(
     }
     register_client_functions(ctx);
     register_psql_functions(ctx);
+    register_settings_functions(ctx, login);
+    register_format(ctx);
     register_to_regtype(ctx).await?;
-    register_obj_description(ctx, titles).await?;
+    let relations = Relations::of(ctx).await?;
+    register_privileges(ctx, &relations);
+    register_descriptions(ctx, &relations, catalog).await?;
     Ok(())
 }
 
@@ -568,17 +573,20 @@ fn register_client_functions(ctx: &datafusion::prelude::SessionContext) {
 fn register_psql_functions(ctx: &datafusion::prelude::SessionContext) {
     use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int64Array, StringArray};
     use datafusion::arrow::datatypes::Int64Type;
-    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    use datafusion::logical_expr::ColumnarValue;
 
-    ctx.register_udf(create_udf(
+    ctx.register_udf(loose_udf(
         "pg_size_pretty",
-        vec![DataType::Int64],
+        1,
         DataType::Utf8,
-        Volatility::Immutable,
         Arc::new(|args| {
             let arrays = ColumnarValue::values_to_arrays(args)?;
-            let sizes = arrays[0].as_primitive::<Int64Type>();
-            let out: StringArray = sizes.iter().map(|s| s.map(size_pretty)).collect();
+            let sizes = datafusion::arrow::compute::cast(&arrays[0], &DataType::Int64)?;
+            let out: StringArray = sizes
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|s| s.map(size_pretty))
+                .collect();
             Ok(ColumnarValue::Array(Arc::new(out)))
         }),
     ));
@@ -588,11 +596,10 @@ fn register_psql_functions(ctx: &datafusion::prelude::SessionContext) {
         "pg_total_relation_size",
         "pg_indexes_size",
     ] {
-        ctx.register_udf(create_udf(
+        ctx.register_udf(loose_udf(
             name,
-            vec![DataType::Int32],
+            1,
             DataType::Int64,
-            Volatility::Stable,
             Arc::new(|args| {
                 let rows = ColumnarValue::values_to_arrays(args)?[0].len();
                 Ok(ColumnarValue::Array(Arc::new(Int64Array::new_null(rows))))
@@ -602,22 +609,20 @@ fn register_psql_functions(ctx: &datafusion::prelude::SessionContext) {
     // \df lists the functions of schemas other than pg_catalog; there are none here, so these
     // only have to plan (the catalog does not record results or arguments: NULL).
     for name in ["pg_get_function_result", "pg_get_function_arguments"] {
-        ctx.register_udf(create_udf(
+        ctx.register_udf(loose_udf(
             name,
-            vec![DataType::Int32],
+            1,
             DataType::Utf8,
-            Volatility::Stable,
             Arc::new(|args| {
                 let rows = ColumnarValue::values_to_arrays(args)?[0].len();
                 Ok(ColumnarValue::Array(Arc::new(StringArray::new_null(rows))))
             }),
         ));
     }
-    ctx.register_udf(create_udf(
+    ctx.register_udf(loose_udf(
         "pg_function_is_visible",
-        vec![DataType::Int32],
+        1,
         DataType::Boolean,
-        Volatility::Stable,
         Arc::new(|args| {
             let arrays = ColumnarValue::values_to_arrays(args)?;
             let visible: BooleanArray = (0..arrays[0].len())
@@ -643,72 +648,623 @@ fn size_pretty(size: i64) -> String {
     unreachable!("the last unit returns")
 }
 
-/// `obj_description(oid, 'pg_class')`: a table's description as psql's `\dt+` and BI tools
-/// show it, from the catalog: the dataset's title (名称), else its description. `titles` holds
-/// the session's tables by (schema, table) = (unit, dataset).
-async fn register_obj_description(
+/// The relations of a session's `pg_catalog` (the tables it may read, and the catalog's own),
+/// by oid, and the columns of the lake's tables by (oid, attnum), as that session numbers them.
+struct Relations {
+    by_oid: HashMap<i32, (String, String)>,
+    columns: HashMap<(i32, i32), String>,
+}
+
+impl Relations {
+    async fn of(ctx: &datafusion::prelude::SessionContext) -> Result<Self, DataFusionError> {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::datatypes::Int32Type;
+        let text = |a: &datafusion::arrow::array::ArrayRef| {
+            // Names plan as string views; they are read as plain strings.
+            datafusion::arrow::compute::cast(a, &DataType::Utf8)
+        };
+        let mut by_oid = HashMap::new();
+        for b in ctx
+            .sql(
+                "SELECT CAST(c.oid AS INT), n.nspname, c.relname FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
+            )
+            .await?
+            .collect()
+            .await?
+        {
+            let oids = b.column(0).as_primitive::<Int32Type>();
+            let (schemas, tables) = (text(b.column(1))?, text(b.column(2))?);
+            let (schemas, tables) = (schemas.as_string::<i32>(), tables.as_string::<i32>());
+            for i in 0..b.num_rows() {
+                if oids.is_valid(i) && schemas.is_valid(i) && tables.is_valid(i) {
+                    by_oid.insert(
+                        oids.value(i),
+                        (schemas.value(i).to_string(), tables.value(i).to_string()),
+                    );
+                }
+            }
+        }
+        let mut columns = HashMap::new();
+        for b in ctx
+            .sql(
+                "SELECT CAST(a.attrelid AS INT), CAST(a.attnum AS INT), a.attname \
+                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            )
+            .await?
+            .collect()
+            .await?
+        {
+            let (rels, nums) = (
+                b.column(0).as_primitive::<Int32Type>(),
+                b.column(1).as_primitive::<Int32Type>(),
+            );
+            let names = text(b.column(2))?;
+            let names = names.as_string::<i32>();
+            for i in 0..b.num_rows() {
+                if rels.is_valid(i) && nums.is_valid(i) && names.is_valid(i) {
+                    columns.insert((rels.value(i), nums.value(i)), names.value(i).to_string());
+                }
+            }
+        }
+        Ok(Self { by_oid, columns })
+    }
+
+    /// The lake's tables among them (not the system catalog's).
+    fn lake_tables(&self) -> impl Iterator<Item = (&i32, &(String, String))> {
+        self.by_oid
+            .iter()
+            .filter(|(_, (schema, _))| !is_system_schema(schema))
+    }
+}
+
+fn is_system_schema(schema: &str) -> bool {
+    matches!(schema, "pg_catalog" | "information_schema")
+}
+
+/// `obj_description(oid, 'pg_class')` and `col_description(oid, attnum)`: the descriptions psql's
+/// `\dt+` and `\d+`, DBeaver and Metabase show, from the catalog: a dataset's title (名称), else
+/// its description; a field's title, else its description.
+async fn register_descriptions(
     ctx: &datafusion::prelude::SessionContext,
-    titles: HashMap<(String, String), String>,
+    relations: &Relations,
+    catalog: &reservoir_catalog::Catalog,
 ) -> Result<(), DataFusionError> {
     use datafusion::arrow::array::{Array, AsArray, StringArray};
     use datafusion::arrow::datatypes::Int32Type;
-    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    use datafusion::logical_expr::ColumnarValue;
 
-    let batches = ctx
-        .sql(
-            "SELECT CAST(c.oid AS INT), n.nspname, c.relname
-             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
-        )
-        .await?
-        .collect()
-        .await?;
-    let mut by_oid: HashMap<i32, String> = HashMap::new();
-    for b in &batches {
-        let oids = b.column(0).as_primitive::<Int32Type>();
-        // VARCHAR plans as a string view; the names are read as plain strings.
-        let schemas = datafusion::arrow::compute::cast(b.column(1), &DataType::Utf8)?;
-        let tables = datafusion::arrow::compute::cast(b.column(2), &DataType::Utf8)?;
-        let (schemas, tables) = (schemas.as_string::<i32>(), tables.as_string::<i32>());
-        for i in 0..b.num_rows() {
-            if oids.is_null(i) || schemas.is_null(i) || tables.is_null(i) {
-                continue;
-            }
-            let key = (schemas.value(i).to_string(), tables.value(i).to_string());
-            if let Some(title) = titles.get(&key) {
-                by_oid.insert(oids.value(i), title.clone());
+    let described = |title: &str, description: &str| {
+        let text = if title.trim().is_empty() {
+            description.trim()
+        } else {
+            title.trim()
+        };
+        (!text.is_empty()).then(|| text.to_string())
+    };
+    let external = |e: reservoir_catalog::Error| DataFusionError::External(Box::new(e));
+    let mut tables: HashMap<i32, String> = HashMap::new();
+    let mut columns: HashMap<(i32, i32), String> = HashMap::new();
+    for (oid, (schema, table)) in relations.lake_tables() {
+        let Some(d) = catalog
+            .dataset(reservoir_lake::Layer::Raw.as_str(), schema, table)
+            .await
+            .map_err(external)?
+        else {
+            continue;
+        };
+        if let Some(text) = described(&d.title, &d.description) {
+            tables.insert(*oid, text);
+        }
+        let fields: HashMap<String, String> = catalog
+            .fields(d.id)
+            .await
+            .map_err(external)?
+            .into_iter()
+            .filter_map(|f| described(&f.title, &f.description).map(|t| (f.name, t)))
+            .collect();
+        for ((rel, num), name) in &relations.columns {
+            if rel == oid
+                && let Some(text) = fields.get(name)
+            {
+                columns.insert((*rel, *num), text.clone());
             }
         }
     }
-    let describe = move |args: &[ColumnarValue]| {
+    let obj_description = move |args: &[ColumnarValue]| {
         let arrays = ColumnarValue::values_to_arrays(args)?;
         let oid = datafusion::arrow::compute::cast(&arrays[0], &DataType::Int32)?;
         let oids = oid.as_primitive::<Int32Type>();
-        // Only tables (pg_class) have descriptions here; a column's or another object's is NULL.
-        let catalogs = arrays
+        // Only tables (pg_class) have descriptions here; another kind of object's is NULL.
+        let kinds = arrays
             .get(1)
             .map(|a| datafusion::arrow::compute::cast(a, &DataType::Utf8))
             .transpose()?;
         let out: StringArray = (0..oids.len())
             .map(|i| {
-                let of_class = catalogs
+                let of_class = kinds
                     .as_ref()
                     .is_none_or(|c| c.is_valid(i) && c.as_string::<i32>().value(i) == "pg_class");
                 (oids.is_valid(i) && of_class)
-                    .then(|| by_oid.get(&oids.value(i)).cloned())
+                    .then(|| tables.get(&oids.value(i)).cloned())
                     .flatten()
             })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     };
-    let describe: datafusion::logical_expr::ScalarFunctionImplementation = Arc::new(describe);
-    ctx.register_udf(create_udf(
+    let obj_description: datafusion::logical_expr::ScalarFunctionImplementation =
+        Arc::new(obj_description);
+    ctx.register_udf(loose_udf(
         "obj_description",
-        vec![DataType::Int32, DataType::Utf8],
+        2,
         DataType::Utf8,
-        Volatility::Stable,
-        describe,
+        obj_description,
+    ));
+    let col_description = move |args: &[ColumnarValue]| {
+        let arrays = ColumnarValue::values_to_arrays(args)?;
+        let rel = datafusion::arrow::compute::cast(&arrays[0], &DataType::Int32)?;
+        let num = datafusion::arrow::compute::cast(&arrays[1], &DataType::Int32)?;
+        let (rel, num) = (
+            rel.as_primitive::<Int32Type>(),
+            num.as_primitive::<Int32Type>(),
+        );
+        let out: StringArray = (0..rel.len())
+            .map(|i| {
+                (rel.is_valid(i) && num.is_valid(i))
+                    .then(|| columns.get(&(rel.value(i), num.value(i))).cloned())
+                    .flatten()
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    };
+    let col_description: datafusion::logical_expr::ScalarFunctionImplementation =
+        Arc::new(col_description);
+    ctx.register_udf(loose_udf(
+        "col_description",
+        2,
+        DataType::Utf8,
+        col_description,
     ));
     Ok(())
+}
+
+/// `has_table_privilege`, `has_any_column_privilege`, `has_schema_privilege` and
+/// `has_database_privilege` as this server grants: SELECT on the tables the session may read
+/// (and the system catalog), USAGE on their schemas, CONNECT to the databases; nothing else,
+/// the connection being read-only. (The catalog crate's answer true to everything, so BI tools
+/// took every table for writable and every named table for readable.) The user argument, where
+/// given, is taken as the session's own: a session knows no other account's grants.
+fn register_privileges(ctx: &datafusion::prelude::SessionContext, relations: &Relations) {
+    use datafusion::logical_expr::ScalarUDF;
+    let tables: std::collections::HashSet<(String, String)> =
+        relations.by_oid.values().cloned().collect();
+    let schemas: std::collections::HashSet<String> =
+        tables.iter().map(|(s, _)| s.clone()).collect();
+    let by_oid: HashMap<i32, (String, String)> = relations.by_oid.clone();
+    let tables = Arc::new(tables);
+    let schemas = Arc::new(schemas);
+    let by_oid = Arc::new(by_oid);
+    for (name, kind) in [
+        ("has_table_privilege", PrivilegeOn::Table),
+        ("has_any_column_privilege", PrivilegeOn::Table),
+        ("has_schema_privilege", PrivilegeOn::Schema),
+        ("has_database_privilege", PrivilegeOn::Database),
+    ] {
+        ctx.register_udf(ScalarUDF::new_from_impl(HasPrivilege {
+            name,
+            kind,
+            tables: tables.clone(),
+            schemas: schemas.clone(),
+            by_oid: by_oid.clone(),
+            signature: datafusion::logical_expr::Signature::one_of(
+                vec![
+                    datafusion::logical_expr::TypeSignature::Any(2),
+                    datafusion::logical_expr::TypeSignature::Any(3),
+                ],
+                datafusion::logical_expr::Volatility::Stable,
+            ),
+        }));
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum PrivilegeOn {
+    Table,
+    Schema,
+    Database,
+}
+
+#[derive(Debug)]
+struct HasPrivilege {
+    name: &'static str,
+    kind: PrivilegeOn,
+    tables: Arc<std::collections::HashSet<(String, String)>>,
+    schemas: Arc<std::collections::HashSet<String>>,
+    by_oid: Arc<HashMap<i32, (String, String)>>,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl PartialEq for HasPrivilege {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.tables, &other.tables)
+    }
+}
+
+impl Eq for HasPrivilege {}
+
+impl std::hash::Hash for HasPrivilege {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+/// A PostgreSQL identifier path as text (`"Unit"."Table"`, `unit.table`): its parts, unquoted
+/// and, where not quoted, lowercased.
+fn identifier_path(text: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let (mut quoted, mut was_quoted) = (false, false);
+    let mut chars = text.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                current.push('"');
+                chars.next();
+            }
+            '"' => {
+                quoted = !quoted;
+                was_quoted = true;
+            }
+            '.' if !quoted => {
+                parts.push(if was_quoted {
+                    std::mem::take(&mut current)
+                } else {
+                    std::mem::take(&mut current).to_lowercase()
+                });
+                was_quoted = false;
+            }
+            c => current.push(c),
+        }
+    }
+    parts.push(if was_quoted {
+        current
+    } else {
+        current.to_lowercase()
+    });
+    parts
+}
+
+impl HasPrivilege {
+    /// Whether the session holds any of `privileges` (a comma-separated list, as PostgreSQL
+    /// takes it) on `object` (a name or an oid).
+    fn holds(&self, object: &str, privileges: &str) -> bool {
+        let wanted: Vec<String> = privileges
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .to_ascii_uppercase()
+                    .trim_end_matches(" WITH GRANT OPTION")
+                    .to_string()
+            })
+            .collect();
+        let any = |allowed: &[&str]| wanted.iter().any(|w| allowed.contains(&w.as_str()));
+        match self.kind {
+            PrivilegeOn::Database => any(&["CONNECT"]) && super::DATABASES.contains(&object.trim()),
+            PrivilegeOn::Schema => {
+                let schema = identifier_path(object).pop().unwrap_or_default();
+                let known = match object.trim().parse::<i32>() {
+                    // An oid: the schema's, looked up through the tables that are in it.
+                    Ok(_) => false,
+                    Err(_) => self.schemas.contains(&schema) || is_system_schema(&schema),
+                };
+                any(&["USAGE"]) && known
+            }
+            PrivilegeOn::Table => {
+                let table = match object.trim().parse::<i32>() {
+                    Ok(oid) => self.by_oid.get(&oid).cloned(),
+                    Err(_) => match identifier_path(object).as_slice() {
+                        [schema, table] | [_, schema, table] => {
+                            Some((schema.clone(), table.clone()))
+                        }
+                        // Unqualified: the search path is pg_catalog's.
+                        [table] => Some(("pg_catalog".to_string(), table.clone())),
+                        _ => None,
+                    },
+                };
+                any(&["SELECT"]) && table.is_some_and(|t| self.tables.contains(&t))
+            }
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for HasPrivilege {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, BooleanArray};
+        let arrays = datafusion::logical_expr::ColumnarValue::values_to_arrays(&args.args)?;
+        // (user, object, privilege) or (object, privilege).
+        let skip = arrays.len() - 2;
+        let object = datafusion::arrow::compute::cast(&arrays[skip], &DataType::Utf8)?;
+        let privilege = datafusion::arrow::compute::cast(&arrays[skip + 1], &DataType::Utf8)?;
+        let (object, privilege) = (object.as_string::<i32>(), privilege.as_string::<i32>());
+        let out: BooleanArray = (0..object.len())
+            .map(|i| {
+                (object.is_valid(i) && privilege.is_valid(i))
+                    .then(|| self.holds(object.value(i), privilege.value(i)))
+            })
+            .collect();
+        Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(
+            out,
+        )))
+    }
+}
+
+/// `current_setting(name [, missing_ok])` (Grafana reads `server_version_num` so), and
+/// `session_user`/`current_user` as the account logged in (the catalog crate's say
+/// `postgres`).
+fn register_settings_functions(ctx: &datafusion::prelude::SessionContext, login: &str) {
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    struct CurrentSetting(datafusion::logical_expr::Signature);
+    impl datafusion::logical_expr::ScalarUDFImpl for CurrentSetting {
+        fn name(&self) -> &str {
+            "current_setting"
+        }
+        fn signature(&self) -> &datafusion::logical_expr::Signature {
+            &self.0
+        }
+        fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+            Ok(DataType::Utf8)
+        }
+        fn invoke_with_args(
+            &self,
+            args: datafusion::logical_expr::ScalarFunctionArgs,
+        ) -> datafusion::error::Result<ColumnarValue> {
+            let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+            let names = datafusion::arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
+            let names = names.as_string::<i32>();
+            let missing_ok = arrays.get(1).map(|a| a.as_boolean().clone());
+            let mut out = Vec::with_capacity(names.len());
+            for i in 0..names.len() {
+                if names.is_null(i) {
+                    out.push(None);
+                    continue;
+                }
+                match setting(names.value(i)) {
+                    Some(v) => out.push(Some(v)),
+                    None if missing_ok
+                        .as_ref()
+                        .is_some_and(|m| m.is_valid(i) && m.value(i)) =>
+                    {
+                        out.push(None)
+                    }
+                    None => {
+                        return Err(DataFusionError::Plan(format!(
+                            "unrecognized configuration parameter \"{}\"",
+                            names.value(i)
+                        )));
+                    }
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
+        }
+    }
+    use datafusion::logical_expr::TypeSignature::Exact;
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+        CurrentSetting(datafusion::logical_expr::Signature::one_of(
+            vec![
+                Exact(vec![DataType::Utf8]),
+                Exact(vec![DataType::Utf8, DataType::Boolean]),
+            ],
+            Volatility::Stable,
+        )),
+    ));
+    let login = login.to_string();
+    ctx.register_udf(create_udf(
+        "session_user",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_| {
+            Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::Utf8(Some(login.clone())),
+            ))
+        }),
+    ));
+}
+
+/// `SHOW name` for the server's own settings that the SET/SHOW hook does not know (it answers
+/// `server_version` with DataFusion's version and `timezone`, `server_encoding` and the like
+/// with an empty `unsupported_show_statement`): as `SELECT current_setting('name') AS name`;
+/// `SHOW timezone` as `SHOW TIME ZONE`, which the hook answers with the session's zone.
+pub(super) fn show_setting(
+    statement: &datafusion::sql::sqlparser::ast::Statement,
+) -> Option<datafusion::sql::sqlparser::ast::Statement> {
+    use datafusion::sql::sqlparser::ast::{Ident, Statement};
+    let Statement::ShowVariable { variable } = statement else {
+        return None;
+    };
+    let name = variable
+        .iter()
+        .map(|v| v.value.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if name == "timezone" {
+        return Some(Statement::ShowVariable {
+            variable: vec![Ident::new("time"), Ident::new("zone")],
+        });
+    }
+    // What the hook answers from the session (SET … changes it) stays with the hook.
+    const SESSION: &[&str] = &[
+        "datestyle",
+        "intervalstyle",
+        "statement_timeout",
+        "time zone",
+    ];
+    if SESSION.contains(&name.as_str()) {
+        return None;
+    }
+    let (canonical, _, _) = SETTINGS
+        .iter()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(&name))?;
+    let sql = format!("SELECT current_setting('{canonical}') AS \"{canonical}\"");
+    datafusion::sql::sqlparser::parser::Parser::parse_sql(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        &sql,
+    )
+    .ok()?
+    .pop()
+}
+
+/// A setting's value as this server has it (names are case-insensitive), from [`SETTINGS`].
+pub(super) fn setting(name: &str) -> Option<String> {
+    let name = name.trim();
+    if name.eq_ignore_ascii_case("search_path") {
+        return Some("\"$user\", public".into());
+    }
+    SETTINGS
+        .iter()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v, _)| v.to_string())
+}
+
+/// `format(formatstr, args…)` as PostgreSQL's: `%s` (text, NULL as empty), `%I` (quoted as an
+/// identifier where needed), `%L` (quoted as a literal, NULL as `NULL`), `%%`, and positions
+/// (`%2$s`). Metabase builds qualified names with it.
+fn pg_format(format: &str, args: &[Option<String>]) -> Result<String, String> {
+    let mut out = String::with_capacity(format.len());
+    let mut next = 0usize;
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'%') {
+            chars.next();
+            out.push('%');
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        let index = if !digits.is_empty() && chars.peek() == Some(&'$') {
+            chars.next();
+            let n: usize = digits
+                .parse()
+                .map_err(|_| "bad argument position".to_string())?;
+            n.checked_sub(1).ok_or("argument positions start at 1")?
+        } else if digits.is_empty() {
+            next
+        } else {
+            return Err(format!("format: width {digits} is not supported"));
+        };
+        let kind = chars.next().ok_or("unterminated format() type specifier")?;
+        let arg = args
+            .get(index)
+            .ok_or("too few arguments for format()")?
+            .as_deref();
+        next = index + 1;
+        match kind {
+            's' => out.push_str(arg.unwrap_or_default()),
+            'I' => {
+                let id = arg.ok_or("null values cannot be formatted as an SQL identifier")?;
+                let plain = id
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if plain {
+                    out.push_str(id);
+                } else {
+                    out.push('"');
+                    out.push_str(&id.replace('"', "\"\""));
+                    out.push('"');
+                }
+            }
+            'L' => match arg {
+                None => out.push_str("NULL"),
+                Some(v) => {
+                    out.push('\'');
+                    out.push_str(&v.replace('\'', "''"));
+                    out.push('\'');
+                }
+            },
+            other => return Err(format!("unrecognized format() type specifier \"{other}\"")),
+        }
+    }
+    Ok(out)
+}
+
+fn register_format(ctx: &datafusion::prelude::SessionContext) {
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
+    use datafusion::logical_expr::{ColumnarValue, Signature, Volatility};
+
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    struct Format(Signature);
+    impl datafusion::logical_expr::ScalarUDFImpl for Format {
+        fn name(&self) -> &str {
+            "format"
+        }
+        fn signature(&self) -> &Signature {
+            &self.0
+        }
+        fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+            Ok(DataType::Utf8)
+        }
+        fn invoke_with_args(
+            &self,
+            args: datafusion::logical_expr::ScalarFunctionArgs,
+        ) -> datafusion::error::Result<ColumnarValue> {
+            let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+            let texts = arrays
+                .iter()
+                .map(|a| datafusion::arrow::compute::cast(a, &DataType::Utf8))
+                .collect::<Result<Vec<_>, _>>()?;
+            let rows = texts.first().map_or(0, |t| t.len());
+            let mut out = Vec::with_capacity(rows);
+            for i in 0..rows {
+                let value = |t: &datafusion::arrow::array::ArrayRef| {
+                    let t = t.as_string::<i32>();
+                    t.is_valid(i).then(|| t.value(i).to_string())
+                };
+                let Some(format) = value(&texts[0]) else {
+                    out.push(None);
+                    continue;
+                };
+                let args: Vec<Option<String>> = texts[1..].iter().map(value).collect();
+                out.push(Some(
+                    pg_format(&format, &args).map_err(DataFusionError::Execution)?,
+                ));
+            }
+            Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
+        }
+    }
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(Format(
+        Signature::variadic_any(Volatility::Immutable),
+    )));
 }
 
 /// The names PostgreSQL gives a query's output columns where the statement names none, by its
@@ -833,6 +1389,65 @@ fn pg_type_name(data_type: &datafusion::sql::sqlparser::ast::DataType) -> String
     .to_string()
 }
 
+/// A scalar function over `arity` arguments of any type (the function casts what it reads):
+/// clients pass oids and attribute numbers as int2, int4 or int8, and exact signatures would
+/// refuse all but one.
+fn loose_udf(
+    name: &'static str,
+    arity: usize,
+    returns: DataType,
+    f: datafusion::logical_expr::ScalarFunctionImplementation,
+) -> datafusion::logical_expr::ScalarUDF {
+    struct Loose {
+        name: &'static str,
+        signature: datafusion::logical_expr::Signature,
+        returns: DataType,
+        f: datafusion::logical_expr::ScalarFunctionImplementation,
+    }
+    impl std::fmt::Debug for Loose {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Loose").field("name", &self.name).finish()
+        }
+    }
+    impl PartialEq for Loose {
+        fn eq(&self, other: &Self) -> bool {
+            self.name == other.name && Arc::ptr_eq(&self.f, &other.f)
+        }
+    }
+    impl Eq for Loose {}
+    impl std::hash::Hash for Loose {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            self.name.hash(state);
+        }
+    }
+    impl datafusion::logical_expr::ScalarUDFImpl for Loose {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn signature(&self) -> &datafusion::logical_expr::Signature {
+            &self.signature
+        }
+        fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+            Ok(self.returns.clone())
+        }
+        fn invoke_with_args(
+            &self,
+            args: datafusion::logical_expr::ScalarFunctionArgs,
+        ) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
+            (self.f)(&args.args)
+        }
+    }
+    datafusion::logical_expr::ScalarUDF::new_from_impl(Loose {
+        name,
+        signature: datafusion::logical_expr::Signature::any(
+            arity,
+            datafusion::logical_expr::Volatility::Stable,
+        ),
+        returns,
+        f,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -883,6 +1498,26 @@ mod tests {
         );
         assert_eq!(names("SELECT *, count(*) FROM t", 3), None);
         assert_eq!(names("SELECT a, b FROM t", 3), None);
+    }
+
+    #[test]
+    fn format_and_identifiers_as_postgresql_reads_them() {
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            pg_format("%I.%I", &[s("weijian"), s("Vaccinations")]).unwrap(),
+            "weijian.\"Vaccinations\""
+        );
+        assert_eq!(
+            pg_format("%s = %L, %2$s%%", &[s("a"), s("it's"), None]).unwrap(),
+            "a = 'it''s', it's%"
+        );
+        assert_eq!(pg_format("%L", &[None]).unwrap(), "NULL");
+        assert!(pg_format("%s %s", &[s("a")]).is_err());
+        assert_eq!(
+            identifier_path("\"Wei.Jian\".vaccinations"),
+            ["Wei.Jian", "vaccinations"]
+        );
+        assert_eq!(identifier_path("Tongji.GDP"), ["tongji", "gdp"]);
     }
 
     #[test]

@@ -549,6 +549,40 @@ fn df_error(e: &DataFusionError) -> PgWireError {
     error("XX000", &text)
 }
 
+/// `e`, or where it is a table that "does not exist" because its grant is withheld (its quota
+/// used up, outside its hours), an error that says so: a table the caller was reading a moment
+/// ago has not vanished, and its reason is the caller's to know.
+async fn withheld(
+    state: &AppState,
+    visibility: &reservoir_access::Visibility,
+    e: PgWireError,
+) -> PgWireError {
+    let PgWireError::UserError(info) = &e else {
+        return e;
+    };
+    if info.code != "42P01" || visibility.withheld().is_empty() {
+        return e;
+    }
+    let Some(name) = info
+        .message
+        .strip_prefix("relation \"")
+        .and_then(|m| m.split('"').next())
+    else {
+        return e;
+    };
+    for w in visibility.withheld() {
+        if let Ok(Some(d)) = state.catalog().dataset_by_id(w.dataset_id).await
+            && format!("{}.{}", d.unit_id, d.name) == name
+        {
+            return error(
+                "42501",
+                &format!("relation \"{name}\" is withheld: {}", w.reason),
+            );
+        }
+    }
+    e
+}
+
 fn api_error(e: ApiError) -> PgWireError {
     let code = match e.code {
         "too_many_requests" => "53400",
@@ -615,27 +649,7 @@ async fn session(state: &AppState, conn: &Connection) -> PgWireResult<Arc<Sessio
     )
     .await
     .map_err(query_error)?;
-    // Tables' descriptions (psql's \dt+, BI tools) are their catalog titles.
-    let titles = state
-        .catalog()
-        .datasets(&reservoir_catalog::DatasetFilter {
-            layer: Some(reservoir_lake::Layer::Raw.as_str().to_string()),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| api_error(e.into()))?
-        .into_iter()
-        .map(|d| {
-            let title = if d.title.is_empty() {
-                d.description
-            } else {
-                d.title
-            };
-            ((d.unit_id, d.name), title)
-        })
-        .filter(|(_, title)| !title.is_empty())
-        .collect();
-    install_pg_catalog(engine.context(), titles)
+    install_pg_catalog(engine.context(), principal.name(), state.catalog())
         .await
         .map_err(|e| df_error(&e))?;
     let session = Arc::new(Session {
@@ -804,6 +818,7 @@ impl Service {
         let (plan, touched, limit) = match planned {
             Ok(p) => p,
             Err(e) => {
+                let e = withheld(&self.state, &session.visibility, e).await;
                 self.refused(event, &e).await;
                 return Err(e);
             }
@@ -1143,6 +1158,9 @@ impl Parser {
             .map_err(|e| error("42601", &e.to_string()))?;
         for statement in &mut statements {
             let _ = statement.visit(&mut ClientRewrites);
+            if let Some(show) = compat::show_setting(statement) {
+                *statement = show;
+            }
         }
         Ok(statements)
     }
@@ -1174,7 +1192,8 @@ impl QueryParser for Parser {
         let statement = statements.remove(0);
         let text = statement.to_string();
         let conn = connection(client)?;
-        let ctx = session(&self.state, &conn).await?.engine.context().clone();
+        let session = session(&self.state, &conn).await?;
+        let ctx = session.engine.context().clone();
         // SET, SHOW, BEGIN and the like plan as statements; the hooks answer them at Execute. A
         // COPY describes no rows (its data comes as copy data) and plans its query at Execute.
         let nothing = || {
@@ -1196,7 +1215,7 @@ impl QueryParser for Parser {
             Ok(p) => p,
             Err(_) if !matches!(statement, Statement::Query(_)) => nothing(),
             Err(e) => {
-                let e = df_error(&e);
+                let e = withheld(&self.state, &session.visibility, df_error(&e)).await;
                 let mut event = conn.caller.event("pg.query", "");
                 event.detail = serde_json::json!({"sql": text}).to_string();
                 refused(&self.state, event, &e).await;
