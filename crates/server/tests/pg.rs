@@ -1060,4 +1060,71 @@ async fn bi_tools_catalog_functions_answer_for_the_session() {
         })
         .filter(|t| !t.is_empty());
     assert_eq!(row.get::<_, Option<String>>(1), expected);
+
+    // information_schema as PostgreSQL's, over what the session sees (Metabase's field sync,
+    // Grafana's column picker): PostgreSQL's type names, the columns BI tools read, one row per
+    // schema, and the constraint tables (empty: lake tables have no keys).
+    let rows = analyst
+        .query(
+            "SELECT c.column_name, c.data_type, c.udt_name, c.is_identity, c.ordinal_position, \
+                    col_description(CAST(CAST(format('%I.%I', CAST(c.table_schema AS TEXT), \
+                        CAST(c.table_name AS TEXT)) AS REGCLASS) AS OID), c.ordinal_position) \
+             FROM information_schema.columns c \
+             LEFT JOIN (SELECT tc.table_schema, tc.table_name, kc.column_name \
+                        FROM information_schema.table_constraints tc \
+                        JOIN information_schema.key_column_usage kc \
+                          ON tc.constraint_name = kc.constraint_name \
+                        WHERE tc.constraint_type = 'PRIMARY KEY') pk \
+               ON c.table_schema = pk.table_schema AND c.table_name = pk.table_name \
+                  AND c.column_name = pk.column_name \
+             WHERE c.table_schema = 'minzheng' AND c.table_name = 'villages' \
+             ORDER BY c.ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap();
+    let columns: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert!(
+        columns
+            .iter()
+            .any(|(name, t, udt)| name == "code" && t == "text" && udt == "text"),
+        "{columns:?}"
+    );
+    assert!(rows.iter().all(|r| r.get::<_, String>(3) == "NO"));
+    assert_eq!(rows[0].get::<_, i32>(4), 1);
+    assert_eq!(rows[0].get::<_, Option<String>>(5), expected);
+    let schemas: Vec<String> = analyst
+        .query(
+            "SELECT schema_name FROM information_schema.schemata ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(schemas, ["information_schema", "minzheng", "pg_catalog"]);
+    let tables: Vec<String> = analyst
+        .query(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+             WHERE table_type = 'BASE TABLE'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tables, ["minzheng.villages"]);
+    // A name the session does not see is no relation.
+    let e = failed(
+        analyst
+            .query("SELECT CAST(format('%s', 'tongji.gdp') AS regclass)", &[])
+            .await,
+        "unseen relation",
+    );
+    assert!(msg(&e).contains("does not exist"), "{e:?}");
 }

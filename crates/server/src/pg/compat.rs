@@ -84,6 +84,21 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for ClientRewrites {
                     *expr = out;
                 }
             }
+            // `CAST(format('%I.%I', schema, name) AS regclass)` (Metabase's column comments): a
+            // name computed at run time, looked up by `pg_regclass`. Literals (`'pg_class'::
+            // regclass`) are the compatibility parser's.
+            SqlExpr::Cast {
+                expr: inner,
+                data_type,
+                ..
+            } if {
+                let t = data_type.to_string().to_ascii_lowercase();
+                t == "regclass" || t.ends_with(".regclass")
+            } && !matches!(inner.as_ref(), SqlExpr::Value(_)) =>
+            {
+                let inner = inner.as_ref().clone();
+                *expr = sql_call("pg_regclass", vec![inner]);
+            }
             SqlExpr::Function(f)
                 if f.name
                     .to_string()
@@ -188,7 +203,9 @@ pub(super) async fn install_pg_catalog(
     register_format(ctx);
     register_to_regtype(ctx).await?;
     let relations = Relations::of(ctx).await?;
+    install_information_schema(ctx, &relations).await?;
     register_privileges(ctx, &relations);
+    register_regclass(ctx, &relations);
     register_descriptions(ctx, &relations, catalog).await?;
     Ok(())
 }
@@ -724,6 +741,372 @@ fn is_system_schema(schema: &str) -> bool {
     matches!(schema, "pg_catalog" | "information_schema")
 }
 
+/// `information_schema` as PostgreSQL has it, over the session's tables: `tables`, `columns`
+/// (with PostgreSQL's type names in `data_type` and `udt_name`, where DataFusion's own says
+/// `Utf8View` and `Int64`), `schemata`, and the constraint and view tables, empty (lake tables
+/// have no keys; there are no views). DataFusion's own lists every catalog's schemas (each
+/// layer's, three times over) and lacks the columns BI tools read (Metabase's `udt_name`,
+/// `is_identity`, `table_constraints`), so it is switched off for these sessions.
+async fn install_information_schema(
+    ctx: &datafusion::prelude::SessionContext,
+    relations: &Relations,
+) -> Result<(), DataFusionError> {
+    use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray, new_null_array};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+    use datafusion::datasource::MemTable;
+
+    let database = reservoir_lake::Layer::Raw.as_str();
+    // (schema, table, its columns).
+    let mut tables: Vec<(String, String, datafusion::arrow::datatypes::SchemaRef)> = Vec::new();
+    for (schema, table) in relations.lake_tables().map(|(_, t)| t) {
+        let reference =
+            datafusion::common::TableReference::full(database, schema.as_str(), table.as_str());
+        if let Ok(provider) = ctx.table_provider(reference).await {
+            tables.push((schema.clone(), table.clone(), provider.schema()));
+        }
+    }
+    tables.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    let int = |name: &str| Field::new(name, DataType::Int32, true);
+    // A table of `fields` with the given columns filled (by name) and the rest NULL.
+    let table = |fields: Vec<Field>, rows: usize, mut filled: HashMap<&str, ArrayRef>| {
+        let schema = Arc::new(Schema::new(fields));
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                filled
+                    .remove(f.name().as_str())
+                    .unwrap_or_else(|| new_null_array(f.data_type(), rows))
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        Ok::<_, DataFusionError>(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    };
+    let strings = |v: Vec<String>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+    let constant = |v: &str, n: usize| -> ArrayRef { Arc::new(StringArray::from(vec![v; n])) };
+
+    let provider = MemorySchemaProvider::new();
+    // tables
+    let n = tables.len();
+    provider.register_table(
+        "tables".into(),
+        table(
+            [
+                "table_catalog",
+                "table_schema",
+                "table_name",
+                "table_type",
+                "self_referencing_column_name",
+                "reference_generation",
+                "user_defined_type_catalog",
+                "user_defined_type_schema",
+                "user_defined_type_name",
+                "is_insertable_into",
+                "is_typed",
+                "commit_action",
+            ]
+            .into_iter()
+            .map(text)
+            .collect(),
+            n,
+            HashMap::from([
+                ("table_catalog", constant(database, n)),
+                (
+                    "table_schema",
+                    strings(tables.iter().map(|t| t.0.clone()).collect()),
+                ),
+                (
+                    "table_name",
+                    strings(tables.iter().map(|t| t.1.clone()).collect()),
+                ),
+                ("table_type", constant("BASE TABLE", n)),
+                ("is_insertable_into", constant("NO", n)),
+                ("is_typed", constant("NO", n)),
+            ]),
+        )?,
+    )?;
+    // columns
+    let mut c: HashMap<&str, Vec<Option<String>>> = HashMap::new();
+    let mut positions = Vec::new();
+    let mut numeric: [Vec<Option<i32>>; 4] = Default::default();
+    for (schema, name, columns) in &tables {
+        for (i, f) in columns.fields().iter().enumerate() {
+            let udt = into_pg_type_name(f.data_type());
+            let mut push = |k: &'static str, v: Option<String>| c.entry(k).or_default().push(v);
+            push("table_schema", Some(schema.clone()));
+            push("table_name", Some(name.clone()));
+            push("column_name", Some(f.name().clone()));
+            push(
+                "is_nullable",
+                Some(if f.is_nullable() { "YES" } else { "NO" }.into()),
+            );
+            push("data_type", Some(sql_type_name(&udt).to_string()));
+            push("udt_name", Some(udt.clone()));
+            push("dtd_identifier", Some((i + 1).to_string()));
+            positions.push(Some(i as i32 + 1));
+            let (precision, radix, scale, datetime) = match f.data_type() {
+                DataType::Int16 | DataType::UInt8 | DataType::Int8 => {
+                    (Some(16), Some(2), Some(0), None)
+                }
+                DataType::Int32 | DataType::UInt16 => (Some(32), Some(2), Some(0), None),
+                DataType::Int64 | DataType::UInt32 | DataType::UInt64 => {
+                    (Some(64), Some(2), Some(0), None)
+                }
+                DataType::Float32 => (Some(24), Some(2), None, None),
+                DataType::Float64 => (Some(53), Some(2), None, None),
+                DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => {
+                    (Some(i32::from(*p)), Some(10), Some(i32::from(*s)), None)
+                }
+                DataType::Date32 | DataType::Date64 => (None, None, None, Some(0)),
+                DataType::Timestamp(unit, _) | DataType::Time64(unit) => {
+                    let digits = match unit {
+                        datafusion::arrow::datatypes::TimeUnit::Second => 0,
+                        datafusion::arrow::datatypes::TimeUnit::Millisecond => 3,
+                        _ => 6,
+                    };
+                    (None, None, None, Some(digits))
+                }
+                _ => (None, None, None, None),
+            };
+            for (k, v) in [precision, radix, scale, datetime].into_iter().enumerate() {
+                numeric[k].push(v);
+            }
+        }
+    }
+    let rows = positions.len();
+    let mut filled: HashMap<&str, ArrayRef> = c
+        .into_iter()
+        .map(|(k, v)| (k, Arc::new(StringArray::from(v)) as ArrayRef))
+        .collect();
+    filled.insert("table_catalog", constant(database, rows));
+    filled.insert("ordinal_position", Arc::new(Int32Array::from(positions)));
+    filled.insert("udt_catalog", constant(database, rows));
+    filled.insert("udt_schema", constant("pg_catalog", rows));
+    filled.insert("is_identity", constant("NO", rows));
+    filled.insert("is_generated", constant("NEVER", rows));
+    filled.insert("is_updatable", constant("NO", rows));
+    filled.insert("is_self_referencing", constant("NO", rows));
+    for (k, name) in [
+        "numeric_precision",
+        "numeric_precision_radix",
+        "numeric_scale",
+        "datetime_precision",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        filled.insert(
+            name,
+            Arc::new(Int32Array::from(std::mem::take(&mut numeric[k]))),
+        );
+    }
+    let fields: Vec<Field> = [
+        ("table_catalog", false),
+        ("table_schema", false),
+        ("table_name", false),
+        ("column_name", false),
+        ("ordinal_position", true),
+        ("column_default", false),
+        ("is_nullable", false),
+        ("data_type", false),
+        ("character_maximum_length", true),
+        ("character_octet_length", true),
+        ("numeric_precision", true),
+        ("numeric_precision_radix", true),
+        ("numeric_scale", true),
+        ("datetime_precision", true),
+        ("interval_type", false),
+        ("interval_precision", true),
+        ("character_set_catalog", false),
+        ("character_set_schema", false),
+        ("character_set_name", false),
+        ("collation_catalog", false),
+        ("collation_schema", false),
+        ("collation_name", false),
+        ("domain_catalog", false),
+        ("domain_schema", false),
+        ("domain_name", false),
+        ("udt_catalog", false),
+        ("udt_schema", false),
+        ("udt_name", false),
+        ("scope_catalog", false),
+        ("scope_schema", false),
+        ("scope_name", false),
+        ("maximum_cardinality", true),
+        ("dtd_identifier", false),
+        ("is_self_referencing", false),
+        ("is_identity", false),
+        ("identity_generation", false),
+        ("identity_start", false),
+        ("identity_increment", false),
+        ("identity_maximum", false),
+        ("identity_minimum", false),
+        ("identity_cycle", false),
+        ("is_generated", false),
+        ("generation_expression", false),
+        ("is_updatable", false),
+    ]
+    .into_iter()
+    .map(|(name, number)| if number { int(name) } else { text(name) })
+    .collect();
+    provider.register_table("columns".into(), table(fields, rows, filled)?)?;
+    // schemata: the lake's schemas the session sees, and the system's.
+    let mut schemas: Vec<String> = tables.iter().map(|t| t.0.clone()).collect();
+    schemas.extend(["information_schema".to_string(), "pg_catalog".to_string()]);
+    schemas.sort();
+    schemas.dedup();
+    let n = schemas.len();
+    provider.register_table(
+        "schemata".into(),
+        table(
+            [
+                "catalog_name",
+                "schema_name",
+                "schema_owner",
+                "default_character_set_catalog",
+                "default_character_set_schema",
+                "default_character_set_name",
+                "sql_path",
+            ]
+            .into_iter()
+            .map(text)
+            .collect(),
+            n,
+            HashMap::from([
+                ("catalog_name", constant(database, n)),
+                ("schema_name", strings(schemas)),
+                ("schema_owner", constant("postgres", n)),
+            ]),
+        )?,
+    )?;
+    // Empty: no views, keys or constraints in the lake.
+    for (name, columns) in [
+        (
+            "views",
+            &[
+                "table_catalog",
+                "table_schema",
+                "table_name",
+                "view_definition",
+                "check_option",
+                "is_updatable",
+                "is_insertable_into",
+                "is_trigger_updatable",
+                "is_trigger_deletable",
+                "is_trigger_insertable_into",
+            ][..],
+        ),
+        (
+            "table_constraints",
+            &[
+                "constraint_catalog",
+                "constraint_schema",
+                "constraint_name",
+                "table_catalog",
+                "table_schema",
+                "table_name",
+                "constraint_type",
+                "is_deferrable",
+                "initially_deferred",
+                "enforced",
+                "nulls_distinct",
+            ][..],
+        ),
+        (
+            "key_column_usage",
+            &[
+                "constraint_catalog",
+                "constraint_schema",
+                "constraint_name",
+                "table_catalog",
+                "table_schema",
+                "table_name",
+                "column_name",
+                "ordinal_position",
+                "position_in_unique_constraint",
+            ][..],
+        ),
+        (
+            "referential_constraints",
+            &[
+                "constraint_catalog",
+                "constraint_schema",
+                "constraint_name",
+                "unique_constraint_catalog",
+                "unique_constraint_schema",
+                "unique_constraint_name",
+                "match_option",
+                "update_rule",
+                "delete_rule",
+            ][..],
+        ),
+        (
+            "constraint_column_usage",
+            &[
+                "table_catalog",
+                "table_schema",
+                "table_name",
+                "column_name",
+                "constraint_catalog",
+                "constraint_schema",
+                "constraint_name",
+            ][..],
+        ),
+    ] {
+        let fields = columns
+            .iter()
+            .map(|c| {
+                if c.starts_with("ordinal") || c.starts_with("position") {
+                    int(c)
+                } else {
+                    text(c)
+                }
+            })
+            .collect();
+        provider.register_table(name.into(), table(fields, 0, HashMap::new())?)?;
+    }
+    {
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        state.config_mut().options_mut().catalog.information_schema = false;
+    }
+    if let Some(catalog) = ctx.catalog(database) {
+        catalog.register_schema("information_schema", Arc::new(provider))?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL's name of the type a column of `data_type` is sent as (`udt_name`).
+fn into_pg_type_name(data_type: &DataType) -> String {
+    datafusion_postgres::arrow_pg::datatypes::into_pg_type(data_type)
+        .map(|t| t.name().to_string())
+        .unwrap_or_else(|_| "text".into())
+}
+
+/// The SQL standard's name of a PostgreSQL type, as `information_schema.columns.data_type`
+/// says it (`int8` is `bigint`; arrays are `ARRAY`).
+fn sql_type_name(udt: &str) -> &str {
+    match udt {
+        "int2" => "smallint",
+        "int4" => "integer",
+        "int8" => "bigint",
+        "float4" => "real",
+        "float8" => "double precision",
+        "bool" => "boolean",
+        "varchar" => "character varying",
+        "bpchar" => "character",
+        "time" => "time without time zone",
+        "timetz" => "time with time zone",
+        "timestamp" => "timestamp without time zone",
+        "timestamptz" => "timestamp with time zone",
+        array if array.starts_with('_') => "ARRAY",
+        other => other,
+    }
+}
+
 /// `obj_description(oid, 'pg_class')` and `col_description(oid, attnum)`: the descriptions psql's
 /// `\dt+` and `\d+`, DBeaver and Metabase show, from the catalog: a dataset's title (名称), else
 /// its description; a field's title, else its description.
@@ -828,6 +1211,61 @@ async fn register_descriptions(
         col_description,
     ));
     Ok(())
+}
+
+/// `pg_regclass(name)` (what `CAST(expr AS regclass)` is rewritten to) and `to_regclass(name)`:
+/// a relation's oid by its name as PostgreSQL reads one (`unit.table`, quoted or not; an
+/// unqualified name is the system catalog's). A name that is no relation the session sees is
+/// an error for the cast, as PostgreSQL's, and NULL for `to_regclass`.
+fn register_regclass(ctx: &datafusion::prelude::SessionContext, relations: &Relations) {
+    use datafusion::arrow::array::{Array, AsArray, Int32Array};
+    use datafusion::logical_expr::ColumnarValue;
+    let by_name: Arc<HashMap<(String, String), i32>> = Arc::new(
+        relations
+            .by_oid
+            .iter()
+            .map(|(oid, name)| (name.clone(), *oid))
+            .collect(),
+    );
+    for (name, strict) in [("pg_regclass", true), ("to_regclass", false)] {
+        let by_name = by_name.clone();
+        ctx.register_udf(loose_udf(
+            name,
+            1,
+            DataType::Int32,
+            Arc::new(move |args| {
+                let arrays = ColumnarValue::values_to_arrays(args)?;
+                let names = datafusion::arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
+                let names = names.as_string::<i32>();
+                let mut out = Vec::with_capacity(names.len());
+                for i in 0..names.len() {
+                    if names.is_null(i) {
+                        out.push(None);
+                        continue;
+                    }
+                    let text = names.value(i);
+                    let oid = text.trim().parse::<i32>().ok().or_else(|| {
+                        match identifier_path(text).as_slice() {
+                            [schema, table] | [_, schema, table] => {
+                                by_name.get(&(schema.clone(), table.clone())).copied()
+                            }
+                            [table] => by_name
+                                .get(&("pg_catalog".to_string(), table.clone()))
+                                .copied(),
+                            _ => None,
+                        }
+                    });
+                    if oid.is_none() && strict {
+                        return Err(DataFusionError::Plan(format!(
+                            "relation \"{text}\" does not exist"
+                        )));
+                    }
+                    out.push(oid);
+                }
+                Ok(ColumnarValue::Array(Arc::new(Int32Array::from(out))))
+            }),
+        ));
+    }
 }
 
 /// `has_table_privilege`, `has_any_column_privilege`, `has_schema_privilege` and
