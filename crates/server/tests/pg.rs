@@ -1119,6 +1119,22 @@ async fn bi_tools_catalog_functions_answer_for_the_session() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(tables, ["minzheng.villages"]);
+    // Descriptions as DBeaver and Metabase join them: pg_description under pg_class's oid.
+    let row = analyst
+        .query_one(
+            "SELECT d.description FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid \
+             LEFT JOIN pg_catalog.pg_description d ON c.oid = d.objoid AND d.objsubid = 0 \
+                  AND d.classoid = 'pg_class'::regclass \
+             WHERE n.nspname = 'minzheng' AND c.relname = 'villages'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, Option<String>>(0).as_deref(),
+        Some("松江区村居委会")
+    );
     // A name the session does not see is no relation.
     let e = failed(
         analyst

@@ -55,6 +55,57 @@ fn sql_call(
     })
 }
 
+/// The name a `'name'::regclass` lookup subquery of the compatibility parser looks up: the
+/// argument of its `parse_ident(name::TEXT)`, where `query` is that subquery.
+fn regclass_lookup_argument(
+    query: &datafusion::sql::sqlparser::ast::Query,
+) -> Option<datafusion::sql::sqlparser::ast::Expr> {
+    use datafusion::sql::sqlparser::ast::{
+        Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem, SetExpr,
+        TableFactor,
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let from = select.from.first()?;
+    let TableFactor::Table { name, .. } = &from.relation else {
+        return None;
+    };
+    if !name.to_string().eq_ignore_ascii_case("pg_catalog.pg_class")
+        || !select
+            .selection
+            .as_ref()?
+            .to_string()
+            .contains("current_schema()")
+    {
+        return None;
+    }
+    let derived = from.joins.iter().find_map(|j| match &j.relation {
+        TableFactor::Derived { subquery, .. } => Some(subquery),
+        _ => None,
+    })?;
+    let SetExpr::Select(inner) = derived.body.as_ref() else {
+        return None;
+    };
+    let [SelectItem::ExprWithAlias { expr, alias }] = inner.projection.as_slice() else {
+        return None;
+    };
+    let SqlExpr::Function(f) = expr else {
+        return None;
+    };
+    if alias.value != "parts" || !f.name.to_string().eq_ignore_ascii_case("parse_ident") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    // The argument as the subquery has it (`name::TEXT`, which also types a `$1`).
+    match list.args.first()? {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+        _ => None,
+    }
+}
+
 impl datafusion::sql::sqlparser::ast::VisitorMut for ClientRewrites {
     type Break = ();
 
@@ -98,6 +149,14 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for ClientRewrites {
             {
                 let inner = inner.as_ref().clone();
                 *expr = sql_call("pg_regclass", vec![inner]);
+            }
+            // The compatibility parser turns `'name'::regclass` into a subquery that looks an
+            // unqualified name up in current_schema() only, so `'pg_class'::regclass` (the
+            // classoid of descriptions) was NULL; the relation lookup searches pg_catalog too.
+            SqlExpr::Subquery(query) => {
+                if let Some(name) = regclass_lookup_argument(query) {
+                    *expr = sql_call("to_regclass", vec![name]);
+                }
             }
             SqlExpr::Function(f)
                 if f.name
@@ -1156,6 +1215,7 @@ async fn register_descriptions(
             }
         }
     }
+    describe_in_pg_description(ctx, relations, &tables, &columns).await?;
     let obj_description = move |args: &[ColumnarValue]| {
         let arrays = ColumnarValue::values_to_arrays(args)?;
         let oid = datafusion::arrow::compute::cast(&arrays[0], &DataType::Int32)?;
@@ -1265,6 +1325,100 @@ fn register_regclass(ctx: &datafusion::prelude::SessionContext, relations: &Rela
                 Ok(ColumnarValue::Array(Arc::new(Int32Array::from(out))))
             }),
         ));
+    }
+}
+
+/// `pg_catalog.pg_description` with the descriptions of the session's tables (`objsubid` 0)
+/// and their columns (`objsubid` = attnum), as DBeaver's and Metabase's table and column
+/// listings join it; the catalog crate's is empty.
+async fn describe_in_pg_description(
+    ctx: &datafusion::prelude::SessionContext,
+    relations: &Relations,
+    tables: &HashMap<i32, String>,
+    columns: &HashMap<(i32, i32), String>,
+) -> Result<(), DataFusionError> {
+    use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray};
+    let database = reservoir_lake::Layer::Raw.as_str();
+    let Some(catalog) = ctx.catalog(database) else {
+        return Ok(());
+    };
+    let Some(pg_catalog) = catalog.schema("pg_catalog") else {
+        return Ok(());
+    };
+    let Some(current) = pg_catalog.table("pg_description").await? else {
+        return Ok(());
+    };
+    let Some(class) = relations
+        .by_oid
+        .iter()
+        .find(|(_, (schema, table))| schema == "pg_catalog" && table == "pg_class")
+        .map(|(oid, _)| *oid)
+    else {
+        return Ok(());
+    };
+    let mut rows: Vec<(i32, i32, String)> = tables
+        .iter()
+        .map(|(oid, text)| (*oid, 0, text.clone()))
+        .chain(
+            columns
+                .iter()
+                .map(|((rel, num), text)| (*rel, *num, text.clone())),
+        )
+        .collect();
+    rows.sort();
+    let schema = current.schema();
+    let arrays: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.0))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|_| class))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1))),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.2.as_str()),
+        )),
+    ];
+    let arrays = arrays
+        .iter()
+        .zip(schema.fields())
+        .map(|(a, f)| datafusion::arrow::compute::cast(a, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+    let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?;
+    catalog.register_schema(
+        "pg_catalog",
+        Arc::new(Overlay {
+            inner: pg_catalog,
+            name: "pg_description",
+            table: Arc::new(table),
+        }),
+    )?;
+    Ok(())
+}
+
+/// A schema with one of its tables replaced.
+#[derive(Debug)]
+struct Overlay {
+    inner: Arc<dyn datafusion::catalog::SchemaProvider>,
+    name: &'static str,
+    table: Arc<dyn datafusion::catalog::TableProvider>,
+}
+
+#[async_trait]
+impl datafusion::catalog::SchemaProvider for Overlay {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(
+        &self,
+        name: &str,
+    ) -> Result<Option<Arc<dyn datafusion::catalog::TableProvider>>, DataFusionError> {
+        if name == self.name {
+            return Ok(Some(self.table.clone()));
+        }
+        self.inner.table(name).await
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        name == self.name || self.inner.table_exist(name)
     }
 }
 
@@ -1956,6 +2110,21 @@ mod tests {
             ["Wei.Jian", "vaccinations"]
         );
         assert_eq!(identifier_path("Tongji.GDP"), ["tongji", "gdp"]);
+    }
+
+    #[test]
+    fn regclass_literals_find_the_system_catalog() {
+        use datafusion::sql::sqlparser::ast::VisitMut;
+        let parser =
+            datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser::new();
+        let mut statements = parser
+            .parse("SELECT 1 WHERE classoid = 'pg_class'::regclass")
+            .unwrap();
+        let _ = statements[0].visit(&mut ClientRewrites);
+        assert_eq!(
+            statements[0].to_string(),
+            "SELECT 1 WHERE classoid = to_regclass('pg_class'::TEXT)"
+        );
     }
 
     #[test]
