@@ -583,18 +583,11 @@ fn register_client_functions(ctx: &datafusion::prelude::SessionContext) {
 
     // SQLAlchemy's reflection lists domains and enums with pg_type_is_visible(oid). Every type
     // here is one of pg_catalog's, which is always on the search path.
-    ctx.register_udf(create_udf(
+    ctx.register_udf(loose_udf(
         "pg_type_is_visible",
-        vec![DataType::Int32],
+        1,
         DataType::Boolean,
-        Volatility::Stable,
-        Arc::new(|args| {
-            let arrays = ColumnarValue::values_to_arrays(args)?;
-            let visible: datafusion::arrow::array::BooleanArray = (0..arrays[0].len())
-                .map(|i| arrays[0].is_valid(i).then_some(true))
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(visible)))
-        }),
+        Arc::new(every_object_visible),
     ));
 
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
@@ -647,7 +640,7 @@ fn register_client_functions(ctx: &datafusion::prelude::SessionContext) {
 /// `pg_catalog` (their files are in the lake, not in relation forks), so `pg_table_size` and
 /// its kin answer NULL (unknown) instead of the catalog crate's 0; every function is visible.
 fn register_psql_functions(ctx: &datafusion::prelude::SessionContext) {
-    use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int64Array, StringArray};
+    use datafusion::arrow::array::{AsArray, Int64Array, StringArray};
     use datafusion::arrow::datatypes::Int64Type;
     use datafusion::logical_expr::ColumnarValue;
 
@@ -699,14 +692,23 @@ fn register_psql_functions(ctx: &datafusion::prelude::SessionContext) {
         "pg_function_is_visible",
         1,
         DataType::Boolean,
-        Arc::new(|args| {
-            let arrays = ColumnarValue::values_to_arrays(args)?;
-            let visible: BooleanArray = (0..arrays[0].len())
-                .map(|i| arrays[0].is_valid(i).then_some(true))
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(visible)))
-        }),
+        Arc::new(every_object_visible),
     ));
+}
+
+/// `pg_type_is_visible(oid)`, `pg_function_is_visible(oid)`: every type and function here is
+/// pg_catalog's, which is always on the search path (NULL for NULL, as PostgreSQL).
+fn every_object_visible(
+    args: &[datafusion::logical_expr::ColumnarValue],
+) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
+    use datafusion::arrow::array::{Array, BooleanArray};
+    let arrays = datafusion::logical_expr::ColumnarValue::values_to_arrays(args)?;
+    let visible: BooleanArray = (0..arrays[0].len())
+        .map(|i| arrays[0].is_valid(i).then_some(true))
+        .collect();
+    Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(
+        visible,
+    )))
 }
 
 /// `pg_size_pretty(bigint)`: bytes below 10 kB, then kB, MB, GB, TB, PB, each rounded half
