@@ -56,7 +56,8 @@ def main(base):
     # an address is the maintainer, not the maintainer_email.
     assert pkg["license_id"] == "cc-by", pkg["license_id"]
     assert pkg["license_url"] == "https://creativecommons.org/licenses/by/4.0/", pkg
-    assert pkg["maintainer_email"] == "" or "@" in pkg["maintainer_email"], pkg
+    assert pkg["maintainer_email"] == "", pkg["maintainer_email"]
+    assert pkg["maintainer"] == "区民政局 区划地名科", pkg["maintainer"]
     formats = {r["format"]: r for r in pkg["resources"]}
     assert set(formats) == {"CSV", "JSON", "XLSX", "Parquet"}, formats.keys()
     datastore = formats["CSV"]

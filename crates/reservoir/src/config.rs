@@ -341,11 +341,6 @@ impl Config {
         })
     }
 
-    /// The platform's own name (the catalog's publisher), from `open.publisher` or the region.
-    pub fn publisher_name(&self) -> String {
-        self.open.publisher()
-    }
-
     /// Settings for the PostgreSQL listener (`None` when it is off); TLS paths resolve against
     /// the home.
     pub fn postgres_config(&self, home: &Path) -> Result<Option<reservoir_server::pg::PgConfig>> {

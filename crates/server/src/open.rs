@@ -1704,3 +1704,28 @@ pub(crate) async fn dcat(
         Err(e) => e.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{ckan_license, email};
+
+    #[test]
+    fn licences_take_ckan_ids_and_contacts_only_addresses() {
+        let cc = ckan_license("https://creativecommons.org/licenses/by/4.0/");
+        assert_eq!(
+            (cc.id.as_str(), cc.title.as_str()),
+            ("cc-by", "Creative Commons Attribution 4.0")
+        );
+        assert_eq!(cc.url, "https://creativecommons.org/licenses/by/4.0/");
+        let odbl = ckan_license("http://opendatacommons.org/licenses/odbl/");
+        assert_eq!(odbl.id, "odc-odbl");
+        let other = ckan_license("https://data.sh.gov.cn/licence");
+        assert_eq!(
+            (other.id.as_str(), other.url.as_str()),
+            ("other-open", "https://data.sh.gov.cn/licence")
+        );
+        assert_eq!(email(" mz@songjiang.gov.cn "), "mz@songjiang.gov.cn");
+        assert_eq!(email("区民政局 区划地名科"), "");
+        assert_eq!(email("a@b, c@d.cn"), "");
+    }
+}

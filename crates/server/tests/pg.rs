@@ -973,6 +973,17 @@ async fn bi_tools_catalog_functions_answer_for_the_session() {
     )
     .await;
     assert!(row.get::<_, bool>(0));
+    let row = one(
+        "SELECT bool_or(has_schema_privilege(n.oid, 'USAGE') AND n.nspname = 'minzheng'), \
+                bool_or(n.nspname = 'tongji') \
+         FROM pg_catalog.pg_namespace n",
+    )
+    .await;
+    assert!(row.get::<_, bool>(0));
+    assert!(
+        !row.get::<_, bool>(1),
+        "a schema the analyst cannot read is listed"
+    );
 
     // Who is connected, and the server's settings (Grafana's version probe).
     let row = one("SELECT current_user AS u, session_user AS s, \

@@ -415,7 +415,7 @@ pub async fn run(home_flag: Option<&Path>, command: Command) -> Result<ExitCode>
                         })?;
                     let base_url = base.as_str().trim_end_matches('/').to_string();
                     use reservoir_catalog::dcat;
-                    let publisher = home.config.publisher_name();
+                    let publisher = home.config.open.publisher();
                     let info = dcat::CatalogInfo {
                         title: "数据资源目录",
                         description: "政务数据资源目录：各单位的数据集、字段、更新频率与开放属性",

@@ -252,20 +252,20 @@ pub(super) async fn install_pg_catalog(
         tables,
         EmptyContextProvider,
     )?;
-    let provider = CompatCatalog::try_new(provider).await?;
+    let pg_catalog = Arc::new(CompatCatalog::try_new(provider).await?);
     if let Some(catalog) = ctx.catalog(raw) {
-        catalog.register_schema("pg_catalog", Arc::new(provider))?;
+        catalog.register_schema("pg_catalog", pg_catalog.clone())?;
     }
     register_client_functions(ctx);
     register_psql_functions(ctx);
     register_settings_functions(ctx, login);
     register_format(ctx);
     register_to_regtype(ctx).await?;
-    let relations = Relations::of(ctx).await?;
+    let relations = Arc::new(Relations::of(ctx).await?);
     install_information_schema(ctx, &relations).await?;
     register_privileges(ctx, &relations);
     register_regclass(ctx, &relations);
-    register_descriptions(ctx, &relations, catalog).await?;
+    register_descriptions(ctx, &relations, catalog, &pg_catalog).await?;
     Ok(())
 }
 
@@ -312,22 +312,7 @@ async fn register_to_regtype(
             Some(base) => (base.trim(), true),
             None => (name, false),
         };
-        let base = match base {
-            "integer" | "int" => "int4",
-            "bigint" => "int8",
-            "smallint" => "int2",
-            "boolean" => "bool",
-            "real" => "float4",
-            "double precision" => "float8",
-            "character varying" => "varchar",
-            "character" | "char" => "bpchar",
-            "decimal" => "numeric",
-            "timestamp without time zone" => "timestamp",
-            "timestamp with time zone" => "timestamptz",
-            "time without time zone" => "time",
-            "time with time zone" => "timetz",
-            other => other,
-        };
+        let base = canonical_type_name(base);
         let key = if array {
             format!("_{base}")
         } else {
@@ -378,10 +363,11 @@ const SETTINGS: &[(&str, &str, &str)] = &[
 /// (the catalog crate's hold PostgreSQL's own system indexes with their keys as text, so
 /// pgJDBC's `con.conkey[pos.n]` and SQLAlchemy's `unnest(indkey)` do not plan), and `pg_class`
 /// by a view with the columns it lacks. Lake tables have no keys, constraints or indexes.
+/// `pg_description` is replaced once the session's relations are known ([`Self::replace`]).
 #[derive(Debug)]
 struct CompatCatalog<S> {
     inner: S,
-    replaced: HashMap<&'static str, Arc<dyn datafusion::catalog::TableProvider>>,
+    replaced: std::sync::RwLock<HashMap<&'static str, Arc<dyn datafusion::catalog::TableProvider>>>,
 }
 
 impl<S: datafusion::catalog::SchemaProvider> CompatCatalog<S> {
@@ -485,7 +471,26 @@ impl<S: datafusion::catalog::SchemaProvider> CompatCatalog<S> {
                 Arc::new(datafusion::datasource::ViewTable::new(plan, None)),
             );
         }
-        Ok(Self { inner, replaced })
+        Ok(Self {
+            inner,
+            replaced: std::sync::RwLock::new(replaced),
+        })
+    }
+
+    /// Serves `table` as `name` from now on.
+    fn replace(&self, name: &'static str, table: Arc<dyn datafusion::catalog::TableProvider>) {
+        self.replaced
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(name, table);
+    }
+
+    fn replacement(&self, name: &str) -> Option<Arc<dyn datafusion::catalog::TableProvider>> {
+        self.replaced
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(name)
+            .cloned()
     }
 }
 
@@ -501,14 +506,14 @@ impl<S: datafusion::catalog::SchemaProvider> datafusion::catalog::SchemaProvider
         &self,
         name: &str,
     ) -> Result<Option<Arc<dyn datafusion::catalog::TableProvider>>, DataFusionError> {
-        if let Some(t) = self.replaced.get(name) {
-            return Ok(Some(t.clone()));
+        if let Some(t) = self.replacement(name) {
+            return Ok(Some(t));
         }
         self.inner.table(name).await
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.replaced.contains_key(name) || self.inner.table_exist(name)
+        self.replacement(name).is_some() || self.inner.table_exist(name)
     }
 }
 
@@ -726,10 +731,13 @@ fn size_pretty(size: i64) -> String {
     unreachable!("the last unit returns")
 }
 
-/// The relations of a session's `pg_catalog` (the tables it may read, and the catalog's own),
-/// by oid, and the columns of the lake's tables by (oid, attnum), as that session numbers them.
+/// The relations of a session's `pg_catalog` (the tables it may read, and the catalog's own)
+/// by oid and by name, its schemas by oid, and the columns of the lake's tables by (oid,
+/// attnum), as that session numbers them.
 struct Relations {
     by_oid: HashMap<i32, (String, String)>,
+    by_name: HashMap<(String, String), i32>,
+    namespaces: HashMap<i32, String>,
     columns: HashMap<(i32, i32), String>,
 }
 
@@ -787,7 +795,43 @@ impl Relations {
                 }
             }
         }
-        Ok(Self { by_oid, columns })
+        let mut namespaces = HashMap::new();
+        for b in ctx
+            .sql("SELECT CAST(oid AS INT), nspname FROM pg_catalog.pg_namespace")
+            .await?
+            .collect()
+            .await?
+        {
+            let oids = b.column(0).as_primitive::<Int32Type>();
+            let names = text(b.column(1))?;
+            let names = names.as_string::<i32>();
+            for i in 0..b.num_rows() {
+                if oids.is_valid(i) && names.is_valid(i) {
+                    namespaces.insert(oids.value(i), names.value(i).to_string());
+                }
+            }
+        }
+        let by_name = by_oid
+            .iter()
+            .map(|(oid, name)| (name.clone(), *oid))
+            .collect();
+        Ok(Self {
+            by_oid,
+            by_name,
+            namespaces,
+            columns,
+        })
+    }
+
+    /// The oid of the relation `name` (`unit.table`, quoted or not; an unqualified name is the
+    /// system catalog's, the search path being pg_catalog's), if the session sees it.
+    fn oid_of(&self, name: &str) -> Option<i32> {
+        let key = match identifier_path(name).as_slice() {
+            [schema, table] | [_, schema, table] => (schema.clone(), table.clone()),
+            [table] => ("pg_catalog".to_string(), table.clone()),
+            _ => return None,
+        };
+        self.by_name.get(&key).copied()
     }
 
     /// The lake's tables among them (not the system catalog's).
@@ -1171,10 +1215,11 @@ fn sql_type_name(udt: &str) -> &str {
 /// `obj_description(oid, 'pg_class')` and `col_description(oid, attnum)`: the descriptions psql's
 /// `\dt+` and `\d+`, DBeaver and Metabase show, from the catalog: a dataset's title (名称), else
 /// its description; a field's title, else its description.
-async fn register_descriptions(
+async fn register_descriptions<S: datafusion::catalog::SchemaProvider>(
     ctx: &datafusion::prelude::SessionContext,
     relations: &Relations,
     catalog: &reservoir_catalog::Catalog,
+    pg_catalog: &CompatCatalog<S>,
 ) -> Result<(), DataFusionError> {
     use datafusion::arrow::array::{Array, AsArray, StringArray};
     use datafusion::arrow::datatypes::Int32Type;
@@ -1217,7 +1262,7 @@ async fn register_descriptions(
             }
         }
     }
-    describe_in_pg_description(ctx, relations, &tables, &columns).await?;
+    describe_in_pg_description(pg_catalog, relations, &tables, &columns).await?;
     let obj_description = move |args: &[ColumnarValue]| {
         let arrays = ColumnarValue::values_to_arrays(args)?;
         let oid = datafusion::arrow::compute::cast(&arrays[0], &DataType::Int32)?;
@@ -1279,18 +1324,11 @@ async fn register_descriptions(
 /// a relation's oid by its name as PostgreSQL reads one (`unit.table`, quoted or not; an
 /// unqualified name is the system catalog's). A name that is no relation the session sees is
 /// an error for the cast, as PostgreSQL's, and NULL for `to_regclass`.
-fn register_regclass(ctx: &datafusion::prelude::SessionContext, relations: &Relations) {
+fn register_regclass(ctx: &datafusion::prelude::SessionContext, relations: &Arc<Relations>) {
     use datafusion::arrow::array::{Array, AsArray, Int32Array};
     use datafusion::logical_expr::ColumnarValue;
-    let by_name: Arc<HashMap<(String, String), i32>> = Arc::new(
-        relations
-            .by_oid
-            .iter()
-            .map(|(oid, name)| (name.clone(), *oid))
-            .collect(),
-    );
     for (name, strict) in [("pg_regclass", true), ("to_regclass", false)] {
-        let by_name = by_name.clone();
+        let relations = relations.clone();
         ctx.register_udf(loose_udf(
             name,
             1,
@@ -1306,17 +1344,11 @@ fn register_regclass(ctx: &datafusion::prelude::SessionContext, relations: &Rela
                         continue;
                     }
                     let text = names.value(i);
-                    let oid = text.trim().parse::<i32>().ok().or_else(|| {
-                        match identifier_path(text).as_slice() {
-                            [schema, table] | [_, schema, table] => {
-                                by_name.get(&(schema.clone(), table.clone())).copied()
-                            }
-                            [table] => by_name
-                                .get(&("pg_catalog".to_string(), table.clone()))
-                                .copied(),
-                            _ => None,
-                        }
-                    });
+                    let oid = text
+                        .trim()
+                        .parse::<i32>()
+                        .ok()
+                        .or_else(|| relations.oid_of(text));
                     if oid.is_none() && strict {
                         return Err(DataFusionError::Plan(format!(
                             "relation \"{text}\" does not exist"
@@ -1333,20 +1365,14 @@ fn register_regclass(ctx: &datafusion::prelude::SessionContext, relations: &Rela
 /// `pg_catalog.pg_description` with the descriptions of the session's tables (`objsubid` 0)
 /// and their columns (`objsubid` = attnum), as DBeaver's and Metabase's table and column
 /// listings join it; the catalog crate's is empty.
-async fn describe_in_pg_description(
-    ctx: &datafusion::prelude::SessionContext,
+async fn describe_in_pg_description<S: datafusion::catalog::SchemaProvider>(
+    pg_catalog: &CompatCatalog<S>,
     relations: &Relations,
     tables: &HashMap<i32, String>,
     columns: &HashMap<(i32, i32), String>,
 ) -> Result<(), DataFusionError> {
     use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray};
-    let database = reservoir_lake::Layer::Raw.as_str();
-    let Some(catalog) = ctx.catalog(database) else {
-        return Ok(());
-    };
-    let Some(pg_catalog) = catalog.schema("pg_catalog") else {
-        return Ok(());
-    };
+    use datafusion::catalog::SchemaProvider;
     let Some(current) = pg_catalog.table("pg_description").await? else {
         return Ok(());
     };
@@ -1384,44 +1410,8 @@ async fn describe_in_pg_description(
         .collect::<Result<Vec<_>, _>>()?;
     let batch = RecordBatch::try_new(schema.clone(), arrays)?;
     let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?;
-    catalog.register_schema(
-        "pg_catalog",
-        Arc::new(Overlay {
-            inner: pg_catalog,
-            name: "pg_description",
-            table: Arc::new(table),
-        }),
-    )?;
+    pg_catalog.replace("pg_description", Arc::new(table));
     Ok(())
-}
-
-/// A schema with one of its tables replaced.
-#[derive(Debug)]
-struct Overlay {
-    inner: Arc<dyn datafusion::catalog::SchemaProvider>,
-    name: &'static str,
-    table: Arc<dyn datafusion::catalog::TableProvider>,
-}
-
-#[async_trait]
-impl datafusion::catalog::SchemaProvider for Overlay {
-    fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
-    }
-
-    async fn table(
-        &self,
-        name: &str,
-    ) -> Result<Option<Arc<dyn datafusion::catalog::TableProvider>>, DataFusionError> {
-        if name == self.name {
-            return Ok(Some(self.table.clone()));
-        }
-        self.inner.table(name).await
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        name == self.name || self.inner.table_exist(name)
-    }
 }
 
 /// `has_table_privilege`, `has_any_column_privilege`, `has_schema_privilege` and
@@ -1430,16 +1420,8 @@ impl datafusion::catalog::SchemaProvider for Overlay {
 /// the connection being read-only. (The catalog crate's answer true to everything, so BI tools
 /// took every table for writable and every named table for readable.) The user argument, where
 /// given, is taken as the session's own: a session knows no other account's grants.
-fn register_privileges(ctx: &datafusion::prelude::SessionContext, relations: &Relations) {
+fn register_privileges(ctx: &datafusion::prelude::SessionContext, relations: &Arc<Relations>) {
     use datafusion::logical_expr::ScalarUDF;
-    let tables: std::collections::HashSet<(String, String)> =
-        relations.by_oid.values().cloned().collect();
-    let schemas: std::collections::HashSet<String> =
-        tables.iter().map(|(s, _)| s.clone()).collect();
-    let by_oid: HashMap<i32, (String, String)> = relations.by_oid.clone();
-    let tables = Arc::new(tables);
-    let schemas = Arc::new(schemas);
-    let by_oid = Arc::new(by_oid);
     for (name, kind) in [
         ("has_table_privilege", PrivilegeOn::Table),
         ("has_any_column_privilege", PrivilegeOn::Table),
@@ -1449,9 +1431,7 @@ fn register_privileges(ctx: &datafusion::prelude::SessionContext, relations: &Re
         ctx.register_udf(ScalarUDF::new_from_impl(HasPrivilege {
             name,
             kind,
-            tables: tables.clone(),
-            schemas: schemas.clone(),
-            by_oid: by_oid.clone(),
+            relations: relations.clone(),
             signature: datafusion::logical_expr::Signature::one_of(
                 vec![
                     datafusion::logical_expr::TypeSignature::Any(2),
@@ -1474,15 +1454,21 @@ enum PrivilegeOn {
 struct HasPrivilege {
     name: &'static str,
     kind: PrivilegeOn,
-    tables: Arc<std::collections::HashSet<(String, String)>>,
-    schemas: Arc<std::collections::HashSet<String>>,
-    by_oid: Arc<HashMap<i32, (String, String)>>,
+    relations: Arc<Relations>,
     signature: datafusion::logical_expr::Signature,
+}
+
+impl std::fmt::Debug for Relations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relations")
+            .field("relations", &self.by_oid.len())
+            .finish()
+    }
 }
 
 impl PartialEq for HasPrivilege {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && Arc::ptr_eq(&self.tables, &other.tables)
+        self.name == other.name && Arc::ptr_eq(&self.relations, &other.relations)
     }
 }
 
@@ -1546,28 +1532,22 @@ impl HasPrivilege {
         let any = |allowed: &[&str]| wanted.iter().any(|w| allowed.contains(&w.as_str()));
         match self.kind {
             PrivilegeOn::Database => any(&["CONNECT"]) && super::DATABASES.contains(&object.trim()),
+            // The schemas pg_namespace lists are the ones the session sees.
             PrivilegeOn::Schema => {
-                let schema = identifier_path(object).pop().unwrap_or_default();
                 let known = match object.trim().parse::<i32>() {
-                    // An oid: the schema's, looked up through the tables that are in it.
-                    Ok(_) => false,
-                    Err(_) => self.schemas.contains(&schema) || is_system_schema(&schema),
+                    Ok(oid) => self.relations.namespaces.contains_key(&oid),
+                    Err(_) => identifier_path(object)
+                        .pop()
+                        .is_some_and(|s| self.relations.namespaces.values().any(|n| *n == s)),
                 };
                 any(&["USAGE"]) && known
             }
             PrivilegeOn::Table => {
-                let table = match object.trim().parse::<i32>() {
-                    Ok(oid) => self.by_oid.get(&oid).cloned(),
-                    Err(_) => match identifier_path(object).as_slice() {
-                        [schema, table] | [_, schema, table] => {
-                            Some((schema.clone(), table.clone()))
-                        }
-                        // Unqualified: the search path is pg_catalog's.
-                        [table] => Some(("pg_catalog".to_string(), table.clone())),
-                        _ => None,
-                    },
+                let known = match object.trim().parse::<i32>() {
+                    Ok(oid) => self.relations.by_oid.contains_key(&oid),
+                    Err(_) => self.relations.oid_of(object).is_some(),
                 };
-                any(&["SELECT"]) && table.is_some_and(|t| self.tables.contains(&t))
+                any(&["SELECT"]) && known
             }
         }
     }
@@ -1966,21 +1946,28 @@ fn pg_type_name(data_type: &datafusion::sql::sqlparser::ast::DataType) -> String
     let text = data_type.to_string().to_lowercase();
     let base = text.split('(').next().unwrap_or(&text).trim();
     let base = base.strip_prefix("pg_catalog.").unwrap_or(base);
-    match base {
-        "int" | "integer" | "int4" => "int4",
-        "bigint" | "int8" => "int8",
-        "smallint" | "int2" => "int2",
-        "real" | "float4" => "float4",
-        "double precision" | "double" | "float8" | "float" => "float8",
-        "boolean" | "bool" => "bool",
-        "decimal" | "numeric" => "numeric",
-        "character varying" | "varchar" => "varchar",
+    canonical_type_name(base).to_string()
+}
+
+/// PostgreSQL's internal name (`pg_type.typname`) of a type by the name SQL writes it with
+/// (`integer` is `int4`, `double precision` is `float8`); other names are returned as given.
+fn canonical_type_name(name: &str) -> &str {
+    match name {
+        "integer" | "int" => "int4",
+        "bigint" => "int8",
+        "smallint" => "int2",
+        "boolean" => "bool",
+        "real" => "float4",
+        "double precision" | "double" | "float" => "float8",
+        "character varying" => "varchar",
         "character" | "char" => "bpchar",
-        "timestamp without time zone" | "timestamp" => "timestamp",
-        "timestamp with time zone" | "timestamptz" => "timestamptz",
-        other => return other.to_string(),
+        "decimal" => "numeric",
+        "timestamp without time zone" => "timestamp",
+        "timestamp with time zone" => "timestamptz",
+        "time without time zone" => "time",
+        "time with time zone" => "timetz",
+        other => other,
     }
-    .to_string()
 }
 
 /// A scalar function over `arity` arguments of any type (the function casts what it reads):
